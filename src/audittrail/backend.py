@@ -1,0 +1,141 @@
+"""The backend interface: what the writer and reader need from a storage system.
+
+A backend owns the trail's ID counter, the choice and rotation of segments, and segment I/O.
+Writes happen inside a ``CommitSession``: while one is open, no other writer (thread, process
+or host) can allocate IDs or append to the trail, so IDs are contiguous and every stream is
+written in ascending ``event_id`` order.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar
+
+SEGMENT_PATTERN = re.compile(r"audit-(\d{6,})\.jsonl")
+INDEX_NAME = "index.json"
+
+
+class Durability(StrEnum):
+    """When ``append_event`` returns (see the README's durability table)."""
+
+    FSYNC = "fsync"
+    FLUSH = "flush"
+    BATCH = "batch"
+
+
+@dataclass(frozen=True, order=True)
+class StreamKey:
+    """One ``<domain>/<category>`` pair of a trail."""
+
+    domain: str
+    category: str
+
+    def __str__(self) -> str:
+        return f"{self.domain}/{self.category}"
+
+
+def segment_name(number: int) -> str:
+    """File name of segment ``number``: zero-padded to six digits, wider past 999999."""
+    return f"audit-{number:06d}.jsonl"
+
+
+def parse_segment_name(name: str) -> int | None:
+    """Segment number of a file name, or ``None`` if it is not a segment."""
+    match = SEGMENT_PATTERN.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+def plan_rotation(
+    size: int, lines: Sequence[bytes], limit: int
+) -> Iterator[tuple[bool, list[bytes]]]:
+    """Split ``lines`` into runs ``(starts_new_segment, run)`` for a segment of ``size`` bytes.
+
+    No run grows a segment past ``limit``, except that a line longer than the limit is written
+    alone into a segment of its own.
+    """
+    run: list[bytes] = []
+    new_segment = False
+    for line in lines:
+        if size > 0 and size + len(line) > limit:
+            if run:
+                yield new_segment, run
+            run, new_segment, size = [], True, 0
+        run.append(line)
+        size += len(line)
+    if run:
+        yield new_segment, run
+
+
+class CommitSession(ABC):
+    """Exclusive right to allocate IDs and append, from ``Backend.begin`` to commit or abort."""
+
+    @abstractmethod
+    def allocate(self, count: int) -> int:
+        """Reserve ``count`` consecutive IDs and return the first."""
+
+    @abstractmethod
+    def append(self, stream: StreamKey, lines: Sequence[bytes]) -> None:
+        """Queue complete lines for ``stream``; they are written by ``commit``."""
+
+    @abstractmethod
+    def commit(self, *, sync: bool) -> None:
+        """Write the queued lines (rotating as needed) and end the session.
+
+        With ``sync`` the call returns only once the data is durable. On failure nothing of the
+        session is left behind, no ID is spent, and the error is raised.
+        """
+
+    @abstractmethod
+    def abort(self) -> None:
+        """End the session without writing; allocated IDs are given back."""
+
+
+class Backend(ABC):
+    """A storage system seen as a trail of streams of numbered segments plus an ID counter."""
+
+    #: several processes (or hosts) may write the same trail at once
+    supports_concurrent_processes: ClassVar[bool] = False
+    #: the trail outlives the process
+    persistent: ClassVar[bool] = True
+
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        self.url = url
+        self.storage_options = storage_options
+
+    @abstractmethod
+    def open_for_writing(self) -> None:
+        """Create the trail if needed, repair torn tails and reconcile the counter with the data."""
+
+    @abstractmethod
+    def begin(self, *, max_segment_bytes: int) -> CommitSession:
+        """Start an exclusive commit session (blocks while another writer holds one)."""
+
+    @abstractmethod
+    def last_event_id(self) -> int:
+        """The highest ID allocated so far (0 for an empty trail)."""
+
+    @abstractmethod
+    def list_streams(self) -> list[StreamKey]:
+        """Every stream of the trail, sorted."""
+
+    @abstractmethod
+    def list_segments(self, stream: StreamKey) -> list[int]:
+        """Segment numbers of ``stream``, ascending."""
+
+    @abstractmethod
+    def read_segment(self, stream: StreamKey, number: int) -> Iterator[bytes]:
+        """Yield the raw lines of a segment lazily; the last one may lack its newline.
+
+        Raises ``FileNotFoundError`` if the segment does not exist (any more).
+        """
+
+    def segment_size(self, stream: StreamKey, number: int) -> int:
+        """Size of a segment in bytes."""
+        return sum(len(line) for line in self.read_segment(stream, number))
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources; the default has none."""

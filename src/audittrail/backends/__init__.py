@@ -1,0 +1,1 @@
+"""Backends shipped with the core distribution: the local disk (default) and memory."""

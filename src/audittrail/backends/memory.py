@@ -1,0 +1,119 @@
+"""The in-memory backend (``memory://name``): for tests, benchmarks and the library's CPU ceiling.
+
+Trails live for the life of the process and are shared by every backend opened on the same
+name, so reopening a ``memory://`` URL continues the same trail.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from audittrail.backend import Backend, CommitSession, StreamKey, plan_rotation
+from audittrail.encoding import line_event_id
+
+
+@dataclass
+class MemoryTrail:
+    """The state of one in-memory trail; tests may reach into it to simulate damage."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    counter: int = 0
+    segments: dict[StreamKey, dict[int, bytearray]] = field(default_factory=dict)
+
+
+_TRAILS: dict[str, MemoryTrail] = {}
+_TRAILS_LOCK = threading.Lock()
+
+
+def memory_trail(url: str) -> MemoryTrail:
+    """The shared trail behind a ``memory://`` URL, created on first use."""
+    name = url.removeprefix("memory://")
+    with _TRAILS_LOCK:
+        return _TRAILS.setdefault(name, MemoryTrail())
+
+
+class MemoryBackend(Backend):
+    """A trail held in process memory."""
+
+    persistent = False
+
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        super().__init__(url, **storage_options)
+        self.trail = memory_trail(url)
+
+    def open_for_writing(self) -> None:
+        with self.trail.lock:
+            for segments in self.trail.segments.values():
+                if not segments:
+                    continue
+                tail = segments[max(segments)]
+                del tail[tail.rfind(b"\n") + 1 :]
+                ids = (line_event_id(line) for line in tail.splitlines())
+                self.trail.counter = max([self.trail.counter, *(i for i in ids if i is not None)])
+
+    def begin(self, *, max_segment_bytes: int) -> CommitSession:
+        self.trail.lock.acquire()
+        return _MemorySession(self.trail, max_segment_bytes)
+
+    def last_event_id(self) -> int:
+        return self.trail.counter
+
+    def list_streams(self) -> list[StreamKey]:
+        with self.trail.lock:
+            return sorted(self.trail.segments)
+
+    def list_segments(self, stream: StreamKey) -> list[int]:
+        with self.trail.lock:
+            return sorted(self.trail.segments.get(stream, {}))
+
+    def read_segment(self, stream: StreamKey, number: int) -> Iterator[bytes]:
+        with self.trail.lock:
+            segment = self.trail.segments.get(stream, {}).get(number)
+            if segment is None:
+                raise FileNotFoundError(f"memory segment {stream}/{number} does not exist")
+            data = bytes(segment)
+        return iter(data.splitlines(keepends=True))
+
+    def segment_size(self, stream: StreamKey, number: int) -> int:
+        with self.trail.lock:
+            return len(self.trail.segments[stream][number])
+
+
+class _MemorySession(CommitSession):
+    def __init__(self, trail: MemoryTrail, max_segment_bytes: int) -> None:
+        self._trail = trail
+        self._end = trail.counter
+        self._max_segment_bytes = max_segment_bytes
+        self._queued: dict[StreamKey, list[bytes]] = {}
+        self._open = True
+
+    def allocate(self, count: int) -> int:
+        first = self._end + 1
+        self._end += count
+        return first
+
+    def append(self, stream: StreamKey, lines: Sequence[bytes]) -> None:
+        self._queued.setdefault(stream, []).extend(lines)
+
+    def commit(self, *, sync: bool) -> None:
+        try:
+            for stream, lines in self._queued.items():
+                segments = self._trail.segments.setdefault(stream, {})
+                number = max(segments, default=1)
+                current = segments.setdefault(number, bytearray())
+                for new_segment, run in plan_rotation(len(current), lines, self._max_segment_bytes):
+                    if new_segment:
+                        number += 1
+                        current = segments.setdefault(number, bytearray())
+                    current += b"".join(run)
+            self._trail.counter = self._end
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        if self._open:
+            self._open = False
+            self._trail.lock.release()

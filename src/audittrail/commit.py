@@ -1,0 +1,184 @@
+"""Getting prepared events into a backend: group commit (``fsync``/``flush``) and ``batch``.
+
+Both committers assign IDs only inside a backend commit session, so an event that fails
+validation never reaches them and never spends an ID.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import threading
+import time
+import weakref
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from audittrail.backend import Backend, CommitSession, StreamKey
+from audittrail.encoding import render_line
+from audittrail.events import AuditEvent
+
+log = logging.getLogger("audittrail")
+
+
+@dataclass
+class PreparedEvent:
+    """A validated event and its encoded body, waiting for an ID."""
+
+    stream: StreamKey
+    event: AuditEvent
+    body: bytes
+
+
+def _stage(session: CommitSession, events: Sequence[PreparedEvent]) -> list[int]:
+    """Allocate IDs for ``events`` and queue their lines in ``session``; return the IDs."""
+    first = session.allocate(len(events))
+    ids = list(range(first, first + len(events)))
+    by_stream: dict[StreamKey, list[bytes]] = defaultdict(list)
+    for event_id, prepared in zip(ids, events, strict=True):
+        by_stream[prepared.stream].append(render_line(event_id, prepared.body))
+    for stream, lines in by_stream.items():
+        session.append(stream, lines)
+    return ids
+
+
+def _assign(events: Sequence[PreparedEvent], ids: Sequence[int]) -> None:
+    for event_id, prepared in zip(ids, events, strict=True):
+        prepared.event.event_id = event_id
+
+
+@dataclass
+class _Request:
+    events: Sequence[PreparedEvent]
+    done: bool = False
+    error: BaseException | None = None
+
+
+class GroupCommitter:
+    """Commit on every call; concurrent callers share one session, one write and one sync."""
+
+    def __init__(self, backend: Backend, max_segment_bytes: int, *, sync: bool) -> None:
+        self._backend = backend
+        self._max_segment_bytes = max_segment_bytes
+        self._sync = sync
+        self._queue: list[_Request] = []
+        self._queue_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+
+    def submit(self, events: Sequence[PreparedEvent]) -> None:
+        request = _Request(events)
+        with self._queue_lock:
+            self._queue.append(request)
+        with self._commit_lock:
+            if not request.done:
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._commit(group)
+        if request.error is not None:
+            raise request.error
+
+    def _commit(self, group: list[_Request]) -> None:
+        events = [prepared for request in group for prepared in request.events]
+        error: BaseException | None = None
+        try:
+            session = self._backend.begin(max_segment_bytes=self._max_segment_bytes)
+            try:
+                ids = _stage(session, events)
+            except BaseException:
+                session.abort()
+                raise
+            session.commit(sync=self._sync)
+            _assign(events, ids)
+        except Exception as exc:
+            error = exc
+        for request in group:
+            request.error = error
+            request.done = True
+
+    def flush(self) -> None:
+        """Nothing is ever pending between calls."""
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
+class BatchCommitter:
+    """Hold one commit session open while events accumulate; commit it every
+    ``flush_interval`` seconds, every ``flush_max_events`` events, and on flush/close/exit."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        max_segment_bytes: int,
+        *,
+        flush_interval: float,
+        flush_max_events: int,
+    ) -> None:
+        self._backend = backend
+        self._max_segment_bytes = max_segment_bytes
+        self._flush_interval = flush_interval
+        self._flush_max_events = flush_max_events
+        self._lock = threading.Lock()
+        self._session: CommitSession | None = None
+        self._opened_at = 0.0
+        self._pending = 0
+        self._error: BaseException | None = None
+        self._stopping = threading.Event()
+        self._flusher = threading.Thread(target=self._run, name="audittrail-batch", daemon=True)
+        self._flusher.start()
+        self._exit_hook = functools.partial(_flush_at_exit, weakref.ref(self))
+        atexit.register(self._exit_hook)
+
+    def submit(self, events: Sequence[PreparedEvent]) -> None:
+        with self._lock:
+            self._raise_pending_error()
+            if self._session is None:
+                self._session = self._backend.begin(max_segment_bytes=self._max_segment_bytes)
+                self._opened_at = time.monotonic()
+            _assign(events, _stage(self._session, events))
+            self._pending += len(events)
+            if self._pending >= self._flush_max_events:
+                self._commit_locked()
+                self._raise_pending_error()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._commit_locked()
+            self._raise_pending_error()
+
+    def close(self) -> None:
+        atexit.unregister(self._exit_hook)
+        self._stopping.set()
+        self._flusher.join()
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._flush_interval / 4):
+            with self._lock:
+                due = time.monotonic() - self._opened_at >= self._flush_interval
+                if self._session is not None and due:
+                    self._commit_locked()
+
+    def _commit_locked(self) -> None:
+        session, self._session = self._session, None
+        self._pending = 0
+        if session is None:
+            return
+        try:
+            session.commit(sync=True)
+        except Exception as exc:
+            log.error("batch flush failed: %s", exc)
+            self._error = exc
+
+    def _raise_pending_error(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+
+def _flush_at_exit(reference: weakref.ref[BatchCommitter]) -> None:
+    committer = reference()
+    if committer is not None:
+        committer.close()

@@ -1,0 +1,39 @@
+"""One exception hierarchy for everything audittrail raises on purpose."""
+
+from __future__ import annotations
+
+
+class AuditTrailError(Exception):
+    """Base class of every audittrail error."""
+
+
+class InvalidNameError(AuditTrailError, ValueError):
+    """A domain or category is not a single safe path component."""
+
+
+class InvalidEventError(AuditTrailError, ValueError):
+    """An event cannot be validated or serialised; nothing was written and no ID was spent."""
+
+
+class ConfigurationError(AuditTrailError, ValueError):
+    """A writer or reader was given an impossible setting."""
+
+
+class StorageError(AuditTrailError, OSError):
+    """The storage refused an operation (missing root, not writable, disk full, …)."""
+
+
+class ConflictError(AuditTrailError):
+    """A conditional write lost a race with another writer."""
+
+
+class FencedError(AuditTrailError):
+    """A newer writer took over this trail; this writer must stop."""
+
+
+class BackendNotFoundError(AuditTrailError, LookupError):
+    """No backend is installed for a URL scheme."""
+
+
+class WriterClosedError(AuditTrailError, RuntimeError):
+    """The writer was used after ``close()``."""

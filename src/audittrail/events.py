@@ -1,0 +1,109 @@
+"""The event model: what one line of a segment holds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from audittrail.names import validate_name
+
+Record = Mapping[str, Any] | BaseModel
+
+
+class AuditOperation(StrEnum):
+    """What happened to a record."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class AuditFieldChange(BaseModel):
+    """The change of one field in an update; ``removed`` marks a field that no longer exists."""
+
+    old: Any = None
+    new: Any = None
+    removed: bool | None = None
+
+
+def _as_dict(record: Record) -> dict[str, Any]:
+    if isinstance(record, BaseModel):
+        return record.model_dump(mode="json")
+    if isinstance(record, Mapping):
+        return dict(record)
+    raise TypeError(f"a record must be a mapping or a pydantic model, got {type(record).__name__}")
+
+
+class AuditPayload(BaseModel):
+    """The record before and after the operation, and the per-field delta of an update."""
+
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    delta: dict[str, AuditFieldChange] | None = None
+
+    @classmethod
+    def from_create(cls, record: Record) -> AuditPayload:
+        """Payload of a created record."""
+        return cls(after=_as_dict(record))
+
+    @classmethod
+    def from_delete(cls, record: Record) -> AuditPayload:
+        """Payload of a deleted record."""
+        return cls(before=_as_dict(record))
+
+    @classmethod
+    def from_update(cls, before: Record, after: Record) -> AuditPayload:
+        """Payload of an update, with a delta holding every added, changed and removed field."""
+        old, new = _as_dict(before), _as_dict(after)
+        delta: dict[str, AuditFieldChange] = {}
+        for key, value in new.items():
+            if key not in old or old[key] != value or type(old[key]) is not type(value):
+                delta[key] = AuditFieldChange(old=old.get(key), new=value)
+        for key in old.keys() - new.keys():
+            delta[key] = AuditFieldChange(old=old[key], removed=True)
+        return cls(before=old, after=new, delta=delta)
+
+    def apply_to(self, record: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Return ``record`` with this update applied (the delta if present, else ``after``)."""
+        if self.delta is None:
+            return dict(self.after or {})
+        result = dict(record or {})
+        for key, change in self.delta.items():
+            if change.removed:
+                result.pop(key, None)
+            else:
+                result[key] = change.new
+        return result
+
+
+class AuditEvent(BaseModel):
+    """One audit event. ``event_id`` is unique and gap-free across the whole trail."""
+
+    model_config = ConfigDict(use_enum_values=False)
+
+    event_id: int = Field(ge=0)
+    timestamp: float
+    domain: str
+    category: str
+    model_name: str
+    operation: AuditOperation
+    logical_user_id: str
+    request_id: str | None = None
+    payload: AuditPayload | None = None
+
+    @field_validator("domain", "category", mode="before")
+    @classmethod
+    def _safe_name(cls, value: object, info: Any) -> str:
+        return validate_name(info.field_name, value)
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _unix_seconds(cls, value: object) -> object:
+        if isinstance(value, datetime):
+            aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+            return aware.timestamp()
+        return value

@@ -1,0 +1,152 @@
+"""``AuditTrailReader``: stream events back lazily, filtered, in ascending ``event_id``."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from pydantic import ValidationError
+
+from audittrail.backend import Backend, StreamKey
+from audittrail.encoding import decode_line, line_event_id
+from audittrail.events import AuditEvent
+from audittrail.registry import open_backend
+
+log = logging.getLogger("audittrail")
+
+
+@dataclass
+class ReadReport:
+    """Damage met while reading: counted and logged, never fatal."""
+
+    malformed_lines: int = 0
+    torn_lines: int = 0
+    missing_segments: int = 0
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing was skipped."""
+        return not (self.malformed_lines or self.torn_lines or self.missing_segments)
+
+
+def _names(values: Collection[str] | str | None) -> frozenset[str] | None:
+    if values is None:
+        return None
+    if isinstance(values, str | Enum):
+        values = [values]
+    return frozenset(value.value if isinstance(value, Enum) else value for value in values)
+
+
+class AuditTrailReader:
+    """Read a trail. Every call to ``iter_events`` streams in constant memory; damage found on
+    the way is added to ``report``."""
+
+    def __init__(
+        self,
+        *,
+        root_path: str | os.PathLike[str],
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.root_path = root_path
+        self.backend: Backend = open_backend(root_path, **dict(storage_options or {}))
+        self.report = ReadReport()
+
+    def streams(self) -> list[StreamKey]:
+        """Every ``domain/category`` stream of the trail."""
+        return self.backend.list_streams()
+
+    def iter_events(
+        self,
+        *,
+        domains: Collection[str] | str | None = None,
+        categories: Collection[str] | str | None = None,
+        model_names: Collection[str] | str | None = None,
+        min_event_id: int | None = None,
+        max_event_id: int | None = None,
+        min_timestamp: float | None = None,
+        max_timestamp: float | None = None,
+    ) -> Iterator[AuditEvent]:
+        """Yield matching events in ascending ``event_id`` (merged across streams)."""
+        wanted_domains, wanted_categories = _names(domains), _names(categories)
+        wanted_models = _names(model_names)
+        per_stream = [
+            self._stream_events(stream, min_event_id, max_event_id)
+            for stream in self.backend.list_streams()
+            if (wanted_domains is None or stream.domain in wanted_domains)
+            and (wanted_categories is None or stream.category in wanted_categories)
+        ]
+        for event in heapq.merge(*per_stream, key=lambda event: event.event_id):
+            if wanted_models is not None and event.model_name not in wanted_models:
+                continue
+            if min_timestamp is not None and event.timestamp < min_timestamp:
+                continue
+            if max_timestamp is not None and event.timestamp > max_timestamp:
+                continue
+            yield event
+
+    def _stream_events(
+        self, stream: StreamKey, min_event_id: int | None, max_event_id: int | None
+    ) -> Iterator[AuditEvent]:
+        numbers = self.backend.list_segments(stream)
+        if min_event_id is not None:
+            numbers = self._skip_segments_before(stream, numbers, min_event_id)
+        for number in numbers:
+            for line in self._lines(stream, number):
+                event_id = line_event_id(line)
+                if min_event_id is not None and event_id is not None and event_id < min_event_id:
+                    continue
+                if max_event_id is not None and event_id is not None and event_id > max_event_id:
+                    return
+                event = self._parse(stream, number, line)
+                if event is not None:
+                    yield event
+
+    def _skip_segments_before(self, stream: StreamKey, numbers: list[int], event_id: int) -> list[int]:
+        """Drop the leading segments whose successor starts at or below ``event_id``."""
+        start = 0
+        for position in range(1, len(numbers)):
+            first = self._first_event_id(stream, numbers[position])
+            if first is None or first > event_id:
+                break
+            start = position
+        return numbers[start:]
+
+    def _first_event_id(self, stream: StreamKey, number: int) -> int | None:
+        lines = self.backend.read_segment(stream, number)
+        try:
+            return line_event_id(next(iter(lines), b""))
+        except FileNotFoundError:
+            return None
+        finally:
+            close = getattr(lines, "close", None)
+            if close is not None:
+                close()
+
+    def _lines(self, stream: StreamKey, number: int) -> Iterator[bytes]:
+        try:
+            yield from self.backend.read_segment(stream, number)
+        except FileNotFoundError:
+            self.report.missing_segments += 1
+            log.warning("segment %s/%d vanished while reading", stream, number)
+
+    def _parse(self, stream: StreamKey, number: int, line: bytes) -> AuditEvent | None:
+        if not line.endswith(b"\n"):
+            self.report.torn_lines += 1
+            log.warning("skipping torn last line of %s segment %d", stream, number)
+            return None
+        try:
+            event = decode_line(line)
+        except (ValidationError, ValueError):
+            self.report.malformed_lines += 1
+            log.warning("skipping malformed line in %s segment %d", stream, number)
+            return None
+        if (event.domain, event.category) != (stream.domain, stream.category):
+            self.report.malformed_lines += 1
+            log.warning("skipping event %d filed under the wrong stream %s", event.event_id, stream)
+            return None
+        return event

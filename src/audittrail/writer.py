@@ -1,0 +1,181 @@
+"""``AuditTrailWriter``: validate → encode → hand to the committer, which allocates IDs."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from pydantic import ValidationError
+
+from audittrail.backend import Durability, StreamKey
+from audittrail.commit import BatchCommitter, GroupCommitter, PreparedEvent
+from audittrail.encoding import encode_body
+from audittrail.errors import ConfigurationError, InvalidEventError, WriterClosedError
+from audittrail.events import AuditEvent, AuditOperation, AuditPayload
+from audittrail.names import validate_name
+from audittrail.registry import open_backend
+
+DEFAULT_MAX_FILE_SIZE_BYTES = 5 * 1024 * 1024
+DEFAULT_FLUSH_INTERVAL = 0.2
+DEFAULT_FLUSH_MAX_EVENTS = 1000
+
+
+def _positive(name: str, value: object, kind: type) -> None:
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:  # type: ignore[operator]
+        raise ConfigurationError(f"{name} must be a positive {kind.__name__}, got {value!r}")
+
+
+class AuditTrailWriter:
+    """Append audit events to a trail; thread-safe, and process-safe on backends that say so.
+
+    ``root_path`` is a directory or a URL (``memory://name``, ``s3://bucket/prefix`` with the
+    ``audittrail-s3`` plugin). ``durability`` is ``"fsync"`` (default), ``"flush"`` or
+    ``"batch"``; ``storage_options`` go to the backend untouched.
+    """
+
+    def __init__(
+        self,
+        *,
+        root_path: str | os.PathLike[str],
+        max_file_size_bytes: int = DEFAULT_MAX_FILE_SIZE_BYTES,
+        durability: Durability | str = Durability.FSYNC,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        flush_max_events: int = DEFAULT_FLUSH_MAX_EVENTS,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        _positive("max_file_size_bytes", max_file_size_bytes, int)
+        _positive("flush_max_events", flush_max_events, int)
+        if isinstance(flush_interval, int | float) and not isinstance(flush_interval, bool):
+            _positive("flush_interval", float(flush_interval), float)
+        else:
+            raise ConfigurationError(f"flush_interval must be a number, got {flush_interval!r}")
+        try:
+            self.durability = Durability(durability)
+        except ValueError:
+            choices = ", ".join(mode.value for mode in Durability)
+            raise ConfigurationError(
+                f"durability must be one of {choices}, got {durability!r}"
+            ) from None
+        self.root_path = root_path
+        self.max_file_size_bytes = max_file_size_bytes
+        self._backend = open_backend(root_path, **dict(storage_options or {}))
+        self._backend.open_for_writing()
+        self._committer: GroupCommitter | BatchCommitter
+        if self.durability is Durability.BATCH:
+            self._committer = BatchCommitter(
+                self._backend,
+                max_file_size_bytes,
+                flush_interval=float(flush_interval),
+                flush_max_events=flush_max_events,
+            )
+        else:
+            self._committer = GroupCommitter(
+                self._backend, max_file_size_bytes, sync=self.durability is Durability.FSYNC
+            )
+        self._closed = False
+
+    def append_event(
+        self,
+        *,
+        domain: str,
+        category: str,
+        model_name: str,
+        operation: AuditOperation | str,
+        logical_user_id: str,
+        payload: AuditPayload | Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+        timestamp: float | datetime | None = None,
+    ) -> AuditEvent:
+        """Append one event and return it with its ``event_id`` once it is as durable as the
+        writer's durability mode promises."""
+        prepared = _prepare(
+            domain=domain,
+            category=category,
+            model_name=model_name,
+            operation=operation,
+            logical_user_id=logical_user_id,
+            payload=payload,
+            request_id=request_id,
+            timestamp=timestamp,
+        )
+        self._submit([prepared])
+        return prepared.event
+
+    def append_events(self, events: Iterable[Mapping[str, Any]]) -> list[AuditEvent]:
+        """Append several events (each a mapping of ``append_event``'s keywords) in one commit.
+
+        Every event is validated first: if one is invalid, none is written and no ID is spent.
+        """
+        prepared = []
+        for position, fields in enumerate(events):
+            try:
+                prepared.append(_prepare(**fields))
+            except TypeError as exc:
+                raise InvalidEventError(f"event #{position}: {exc}") from exc
+        if prepared:
+            self._submit(prepared)
+        return [item.event for item in prepared]
+
+    def _submit(self, prepared: list[PreparedEvent]) -> None:
+        if self._closed:
+            raise WriterClosedError(f"writer for {self.root_path} is closed")
+        self._committer.submit(prepared)
+
+    def flush(self) -> None:
+        """Make every event appended so far durable (matters in ``batch`` mode)."""
+        self._committer.flush()
+
+    def close(self) -> None:
+        """Flush, write the final ``index.json`` and release the trail. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._committer.close()
+        finally:
+            self._backend.close()
+
+    def __enter__(self) -> AuditTrailWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _prepare(
+    *,
+    domain: str,
+    category: str,
+    model_name: str,
+    operation: AuditOperation | str,
+    logical_user_id: str,
+    payload: AuditPayload | Mapping[str, Any] | None = None,
+    request_id: str | None = None,
+    timestamp: float | datetime | None = None,
+) -> PreparedEvent:
+    """Validate and encode one event; raises before anything is written or any ID is spent."""
+    stream = StreamKey(validate_name("domain", domain), validate_name("category", category))
+    try:
+        event = AuditEvent(
+            event_id=0,
+            timestamp=time.time() if timestamp is None else timestamp,
+            domain=stream.domain,
+            category=stream.category,
+            model_name=model_name,
+            operation=operation,  # type: ignore[arg-type]
+            logical_user_id=logical_user_id,
+            request_id=request_id,
+            payload=payload,  # type: ignore[arg-type]
+        )
+    except ValidationError as exc:
+        raise InvalidEventError(f"invalid audit event: {exc}") from exc
+    return PreparedEvent(stream, event, encode_body(event))
