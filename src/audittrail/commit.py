@@ -57,25 +57,34 @@ class _Request:
 
 
 class GroupCommitter:
-    """Commit on every call; concurrent callers share one session, one write and one sync."""
+    """Commit on every call; callers arriving while a commit runs are committed together by
+    the next leader, sharing one session, one write and one sync."""
 
     def __init__(self, backend: Backend, max_segment_bytes: int, *, sync: bool) -> None:
         self._backend = backend
         self._max_segment_bytes = max_segment_bytes
         self._sync = sync
         self._queue: list[_Request] = []
-        self._queue_lock = threading.Lock()
-        self._commit_lock = threading.Lock()
+        self._leader_active = False
+        self._changed = threading.Condition()
 
     def submit(self, events: Sequence[PreparedEvent]) -> None:
         request = _Request(events)
-        with self._queue_lock:
+        group: list[_Request] = []
+        with self._changed:
             self._queue.append(request)
-        with self._commit_lock:
+            while self._leader_active and not request.done:
+                self._changed.wait()
             if not request.done:
-                with self._queue_lock:
-                    group, self._queue = self._queue, []
+                self._leader_active = True
+                group, self._queue = self._queue, []
+        if group:
+            try:
                 self._commit(group)
+            finally:
+                with self._changed:
+                    self._leader_active = False
+                    self._changed.notify_all()
         if request.error is not None:
             raise request.error
 

@@ -45,4 +45,3 @@ def line_event_id(line: bytes) -> int | None:
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, int) else None
-

@@ -14,6 +14,13 @@ from audittrail.names import validate_name
 Record = Mapping[str, Any] | BaseModel
 
 
+def unix_seconds(moment: float | datetime) -> float:
+    """Unix seconds of a timestamp; a naive datetime is taken as UTC."""
+    if isinstance(moment, datetime):
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    return moment
+
+
 class AuditOperation(StrEnum):
     """What happened to a record."""
 
@@ -103,7 +110,4 @@ class AuditEvent(BaseModel):
     @field_validator("timestamp", mode="before")
     @classmethod
     def _unix_seconds(cls, value: object) -> object:
-        if isinstance(value, datetime):
-            aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-            return aware.timestamp()
-        return value
+        return unix_seconds(value) if isinstance(value, datetime) else value

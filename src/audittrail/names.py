@@ -29,7 +29,9 @@ def validate_name(kind: str, value: object) -> str:
     except UnicodeEncodeError as exc:
         raise InvalidNameError(f"{kind} {value!r} is not valid unicode text") from exc
     if len(encoded) > MAX_NAME_BYTES:
-        raise InvalidNameError(f"{kind} is {len(encoded)} bytes long; the limit is {MAX_NAME_BYTES}")
+        raise InvalidNameError(
+            f"{kind} is {len(encoded)} bytes long; the limit is {MAX_NAME_BYTES}"
+        )
     if kind == "domain" and value in RESERVED_DOMAINS:
         raise InvalidNameError(f"domain {value!r} is reserved")
     return value

@@ -106,7 +106,9 @@ class AuditTrailReader:
                 if event is not None:
                     yield event
 
-    def _skip_segments_before(self, stream: StreamKey, numbers: list[int], event_id: int) -> list[int]:
+    def _skip_segments_before(
+        self, stream: StreamKey, numbers: list[int], event_id: int
+    ) -> list[int]:
         """Drop the leading segments whose successor starts at or below ``event_id``."""
         start = 0
         for position in range(1, len(numbers)):

@@ -33,7 +33,9 @@ def backend_class(scheme: str) -> type[Backend]:
         loaded = entry_point.load()
         if isinstance(loaded, type) and issubclass(loaded, Backend):
             return loaded
-        raise BackendNotFoundError(f"entry point {entry_point.value!r} is not an audittrail Backend")
+        raise BackendNotFoundError(
+            f"entry point {entry_point.value!r} is not an audittrail Backend"
+        )
     hint = PLUGIN_DISTRIBUTIONS.get(scheme, f"audittrail-{scheme}")
     raise BackendNotFoundError(
         f"no audittrail backend is installed for {scheme}:// URLs; install it: pip install {hint}"

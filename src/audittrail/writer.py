@@ -15,7 +15,7 @@ from audittrail.backend import Durability, StreamKey
 from audittrail.commit import BatchCommitter, GroupCommitter, PreparedEvent
 from audittrail.encoding import encode_body
 from audittrail.errors import ConfigurationError, InvalidEventError, WriterClosedError
-from audittrail.events import AuditEvent, AuditOperation, AuditPayload
+from audittrail.events import AuditEvent, AuditOperation, AuditPayload, unix_seconds
 from audittrail.names import validate_name
 from audittrail.registry import open_backend
 
@@ -167,7 +167,7 @@ def _prepare(
     try:
         event = AuditEvent(
             event_id=0,
-            timestamp=time.time() if timestamp is None else timestamp,
+            timestamp=time.time() if timestamp is None else unix_seconds(timestamp),
             domain=stream.domain,
             category=stream.category,
             model_name=model_name,

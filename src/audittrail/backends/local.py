@@ -305,9 +305,11 @@ class LocalBackend(Backend):
         return max(counter, self._read_index() or 0)
 
     def list_streams(self) -> list[StreamKey]:
-        streams = []
+        streams: list[StreamKey] = []
         for domain in _subdirectories(self.root):
-            streams.extend(StreamKey(domain, category) for category in _subdirectories(self.root / domain))
+            streams.extend(
+                StreamKey(domain, category) for category in _subdirectories(self.root / domain)
+            )
         return sorted(streams)
 
     def list_segments(self, stream: StreamKey) -> list[int]:

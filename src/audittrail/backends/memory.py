@@ -51,7 +51,7 @@ class MemoryBackend(Backend):
                     continue
                 tail = segments[max(segments)]
                 del tail[tail.rfind(b"\n") + 1 :]
-                ids = (line_event_id(line) for line in tail.splitlines())
+                ids = (line_event_id(line) for line in bytes(tail).splitlines())
                 self.trail.counter = max([self.trail.counter, *(i for i in ids if i is not None)])
 
     def begin(self, *, max_segment_bytes: int) -> CommitSession:

@@ -1,0 +1,306 @@
+"""The conformance suite every backend's tests subclass.
+
+A backend's test module needs only::
+
+    class TestMyBackend(BackendConformance):
+        @pytest.fixture
+        def trail_url(self) -> str: ...          # a fresh, empty trail for each test
+
+        def damage_tail(self, trail_url, storage_options, domain, category, data) -> None:
+            ...                                   # append raw bytes, bypassing the writer
+
+and, if the backend needs them, a ``storage_options`` fixture. Every test checks one guarantee
+of the design notes using only the public writer and reader.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from audittrail.backend import Backend
+from audittrail.errors import InvalidEventError, InvalidNameError
+from audittrail.events import AuditEvent, AuditPayload
+from audittrail.reader import AuditTrailReader
+from audittrail.registry import open_backend
+from audittrail.replay import AuditReplayer
+from audittrail.writer import AuditTrailWriter
+
+UNSAFE_NAMES = ["", ".", "..", "a/b", "a\\b", "nul\x00byte", "x" * 256, "é" * 128]
+
+
+def sample_event(number: int = 0, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments of ``append_event`` for a small, valid create event."""
+    fields: dict[str, Any] = {
+        "domain": "shop",
+        "category": "orders",
+        "model_name": "Order",
+        "operation": "create",
+        "logical_user_id": "user-1",
+        "payload": AuditPayload.from_create({"id": number, "total": number * 10}),
+    }
+    fields.update(overrides)
+    return fields
+
+
+class BackendConformance:
+    """Guarantees every backend keeps (DESIGN.md, "Guarantees")."""
+
+    @pytest.fixture
+    def trail_url(self) -> str:
+        raise NotImplementedError("a backend's test class provides the trail_url fixture")
+
+    @pytest.fixture
+    def storage_options(self) -> dict[str, Any]:
+        return {}
+
+    def damage_tail(
+        self,
+        trail_url: str,
+        storage_options: dict[str, Any],
+        domain: str,
+        category: str,
+        data: bytes,
+    ) -> None:
+        """Append ``data`` to the stream's newest segment without going through the writer."""
+        raise NotImplementedError
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @pytest.fixture
+    def open_writer(self, trail_url: str, storage_options: dict[str, Any]) -> Iterator[Any]:
+        writers: list[AuditTrailWriter] = []
+
+        def factory(**settings: Any) -> AuditTrailWriter:
+            writer = AuditTrailWriter(
+                root_path=trail_url, storage_options=storage_options, **settings
+            )
+            writers.append(writer)
+            return writer
+
+        yield factory
+        for writer in writers:
+            writer.close()
+
+    @pytest.fixture
+    def reader(self, trail_url: str, storage_options: dict[str, Any]) -> AuditTrailReader:
+        return AuditTrailReader(root_path=trail_url, storage_options=storage_options)
+
+    @pytest.fixture
+    def backend(self, trail_url: str, storage_options: dict[str, Any]) -> Backend:
+        return open_backend(trail_url, **storage_options)
+
+    @staticmethod
+    def ids(reader: AuditTrailReader, **filters: Any) -> list[int]:
+        return [event.event_id for event in reader.iter_events(**filters)]
+
+    # -- 1. unique, gap-free IDs -------------------------------------------------------------
+
+    def test_ids_are_contiguous_across_reopen(
+        self, open_writer: Any, reader: AuditTrailReader
+    ) -> None:
+        with open_writer() as first:
+            returned = [first.append_event(**sample_event(i)).event_id for i in range(5)]
+        with open_writer() as second:
+            returned += [second.append_event(**sample_event(i)).event_id for i in range(5, 9)]
+        assert returned == list(range(1, 10))
+        assert self.ids(reader) == returned
+        assert reader.report.clean
+
+    def test_ids_are_unique_across_threads(
+        self, open_writer: Any, reader: AuditTrailReader
+    ) -> None:
+        writer = open_writer(max_file_size_bytes=4096)
+        categories = ["orders", "refunds", "carts"]
+        returned: list[int] = []
+        lock = threading.Lock()
+
+        def work(worker: int) -> None:
+            for i in range(40):
+                event = writer.append_event(**sample_event(i, category=categories[worker % 3]))
+                with lock:
+                    returned.append(event.event_id)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        writer.close()
+        assert sorted(returned) == list(range(1, 241))
+        assert self.ids(reader) == list(range(1, 241))
+        for category in categories:
+            stream_ids = self.ids(reader, categories=[category])
+            assert stream_ids == sorted(stream_ids) and len(stream_ids) == 80
+
+    def test_append_events_is_one_contiguous_batch(
+        self, open_writer: Any, reader: AuditTrailReader
+    ) -> None:
+        with open_writer() as writer:
+            writer.append_event(**sample_event(0))
+            batch = writer.append_events(
+                [sample_event(i, category=("a", "b")[i % 2]) for i in range(1, 11)]
+            )
+        assert [event.event_id for event in batch] == list(range(2, 12))
+        assert self.ids(reader) == list(range(1, 12))
+
+    # -- 2. order ----------------------------------------------------------------------------
+
+    def test_events_read_back_equal_and_in_order(
+        self, open_writer: Any, reader: AuditTrailReader
+    ) -> None:
+        written: list[AuditEvent] = []
+        with open_writer(max_file_size_bytes=1024) as writer:
+            for i in range(60):
+                category = ("orders", "customers")[i % 2]
+                written.append(writer.append_event(**sample_event(i, category=category)))
+        read = list(reader.iter_events())
+        assert read == written
+        assert self.ids(reader, categories="orders") == [e.event_id for e in written[::2]]
+
+    # -- 3. durability modes -----------------------------------------------------------------
+
+    @pytest.mark.parametrize("durability", ["fsync", "flush", "batch"])
+    def test_every_durability_mode_keeps_every_event(
+        self, open_writer: Any, reader: AuditTrailReader, durability: str
+    ) -> None:
+        writer = open_writer(durability=durability, flush_interval=0.05, flush_max_events=7)
+        returned = [writer.append_event(**sample_event(i)).event_id for i in range(30)]
+        writer.close()
+        assert returned == list(range(1, 31))
+        assert self.ids(reader) == returned
+
+    # -- 4. rotation -------------------------------------------------------------------------
+
+    def test_segments_stay_within_the_size_bound(
+        self, open_writer: Any, backend: Backend, reader: AuditTrailReader
+    ) -> None:
+        limit = 700
+        with open_writer(max_file_size_bytes=limit) as writer:
+            for i in range(50):
+                writer.append_event(**sample_event(i))
+            writer.append_events([sample_event(i) for i in range(50, 80)])
+        (stream,) = backend.list_streams()
+        numbers = backend.list_segments(stream)
+        assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) > 3
+        assert all(backend.segment_size(stream, n) <= limit for n in numbers)
+        assert self.ids(reader) == list(range(1, 81))
+
+    def test_oversized_event_gets_a_segment_of_its_own(
+        self, open_writer: Any, backend: Backend, reader: AuditTrailReader
+    ) -> None:
+        limit = 600
+        huge = AuditPayload.from_create({"id": 1, "blob": "x" * 2000})
+        with open_writer(max_file_size_bytes=limit) as writer:
+            writer.append_event(**sample_event(0))
+            writer.append_event(**sample_event(1, payload=huge))
+            writer.append_event(**sample_event(2))
+        (stream,) = backend.list_streams()
+        lines = [list(backend.read_segment(stream, n)) for n in backend.list_segments(stream)]
+        assert [len(segment) for segment in lines] == [1, 1, 1]
+        assert len(lines[1][0]) > limit
+        assert self.ids(reader) == [1, 2, 3]
+
+    # -- 5. names are safe -------------------------------------------------------------------
+
+    @pytest.mark.parametrize("field", ["domain", "category"])
+    @pytest.mark.parametrize("name", UNSAFE_NAMES)
+    def test_unsafe_names_are_rejected_before_anything_is_written(
+        self, open_writer: Any, backend: Backend, reader: AuditTrailReader, field: str, name: str
+    ) -> None:
+        writer = open_writer()
+        with pytest.raises(InvalidNameError):
+            writer.append_event(**sample_event(0, **{field: name}))
+        with pytest.raises(InvalidNameError):
+            writer.append_events([sample_event(1), sample_event(2, **{field: name})])
+        assert backend.list_streams() == []
+        assert writer.append_event(**sample_event(3)).event_id == 1
+        writer.close()
+        assert self.ids(reader) == [1]
+
+    # -- 6. bad input costs nothing ----------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            {"after": {"when": object()}},
+            {"after": {"value": float("nan")}},
+            {"after": {"raw": b"\x00bytes"}},
+            {"before": "not a mapping"},
+        ],
+        ids=["object", "nan", "bytes", "wrong-type"],
+    )
+    def test_unserialisable_payload_spends_no_id(
+        self, open_writer: Any, reader: AuditTrailReader, payload: dict[str, Any]
+    ) -> None:
+        writer = open_writer()
+        writer.append_event(**sample_event(0))
+        with pytest.raises(InvalidEventError):
+            writer.append_event(**sample_event(1, payload=payload))
+        assert writer.append_event(**sample_event(2)).event_id == 2
+        writer.close()
+        assert self.ids(reader) == [1, 2]
+        assert reader.report.clean
+
+    # -- 7. readers tolerate damage; the writer repairs a torn tail -------------------------
+
+    def test_torn_tail_is_reported_then_repaired_on_open(
+        self, open_writer: Any, trail_url: str, storage_options: dict[str, Any]
+    ) -> None:
+        with open_writer() as writer:
+            for i in range(3):
+                writer.append_event(**sample_event(i))
+        self.damage_tail(trail_url, storage_options, "shop", "orders", b'{"event_id":4,"times')
+        damaged = AuditTrailReader(root_path=trail_url, storage_options=storage_options)
+        assert self.ids(damaged) == [1, 2, 3]
+        assert damaged.report.torn_lines + damaged.report.malformed_lines == 1
+        with open_writer() as writer:
+            assert writer.append_event(**sample_event(9)).event_id == 4
+        repaired = AuditTrailReader(root_path=trail_url, storage_options=storage_options)
+        assert self.ids(repaired) == [1, 2, 3, 4]
+        assert repaired.report.clean
+
+    # -- reading: filters and replay ---------------------------------------------------------
+
+    def test_filters_select_exactly_the_matching_events(
+        self, open_writer: Any, reader: AuditTrailReader
+    ) -> None:
+        with open_writer(max_file_size_bytes=2048) as writer:
+            for i in range(40):
+                writer.append_event(
+                    **sample_event(
+                        i,
+                        domain=("shop", "billing")[i % 2],
+                        model_name=("Order", "Invoice", "Refund")[i % 3],
+                        timestamp=1_700_000_000 + i,
+                    )
+                )
+        assert self.ids(reader, domains=["billing"]) == list(range(2, 41, 2))
+        assert self.ids(reader, model_names="Refund") == list(range(3, 41, 3))
+        assert self.ids(reader, min_event_id=35) == list(range(35, 41))
+        assert self.ids(reader, max_event_id=4) == [1, 2, 3, 4]
+        window = {"min_timestamp": 1_700_000_010, "max_timestamp": 1_700_000_012}
+        assert self.ids(reader, **window) == [11, 12, 13]
+
+    def test_replay_rebuilds_the_records(self, open_writer: Any, reader: AuditTrailReader) -> None:
+        records: dict[int, dict[str, Any]] = {
+            i: {"id": i, "status": "new", "note": None} for i in range(5)
+        }
+        with open_writer(max_file_size_bytes=1024) as writer:
+            for record in records.values():
+                writer.append_event(**sample_event(0, payload=AuditPayload.from_create(record)))
+            for i in (1, 3):
+                changed = {"id": i, "status": "paid", "tracking": f"T{i}"}
+                payload = AuditPayload.from_update(records[i], changed)
+                writer.append_event(**sample_event(0, operation="update", payload=payload))
+                records[i] = changed
+            writer.append_event(
+                **sample_event(0, operation="delete", payload=AuditPayload.from_delete(records[4]))
+            )
+            del records[4]
+        result = AuditReplayer(reader=reader).reconstruct_state(domain="shop", category="orders")
+        assert result.state == {"Order": {str(k): v for k, v in records.items()}}
+        assert (result.last_event_id, result.applied_events) == (8, 8)

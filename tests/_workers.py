@@ -1,0 +1,31 @@
+"""Functions run in child processes by the multi-process tests (importable by spawn)."""
+
+from __future__ import annotations
+
+import threading
+
+from audittrail.testing import sample_event
+from audittrail.writer import AuditTrailWriter
+
+
+def append_from_threads(root: str, threads: int, events_per_thread: int, limit: int) -> list[int]:
+    """Append from several threads of one writer; return the IDs the writer acknowledged."""
+    acknowledged: list[int] = []
+    lock = threading.Lock()
+    categories = ["orders", "customers", "invoices"]
+
+    with AuditTrailWriter(root_path=root, max_file_size_bytes=limit) as writer:
+
+        def work(worker: int) -> None:
+            for i in range(events_per_thread):
+                category = categories[(worker + i) % len(categories)]
+                event_id = writer.append_event(**sample_event(i, category=category)).event_id
+                with lock:
+                    acknowledged.append(event_id)
+
+        pool = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+    return acknowledged
