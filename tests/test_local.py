@@ -204,3 +204,21 @@ def test_payload_mapping_is_accepted_like_the_model(tmp_path: Path) -> None:
     with AuditTrailWriter(root_path=tmp_path) as writer:
         event = writer.append_event(**sample_event(0, payload={"after": {"id": 1}}))
     assert event.payload == AuditPayload(after={"id": 1})
+
+
+def test_ids_reserved_by_a_writer_that_died_are_reported_as_gaps(tmp_path: Path) -> None:
+    def reserve_up_to(last: int) -> None:
+        """What a writer that reserved IDs and was killed before writing leaves behind."""
+        (tmp_path / local.LOCK_NAME).write_bytes(b"%20d\n" % last)
+
+    with AuditTrailWriter(root_path=tmp_path) as writer:
+        writer.append_event(**sample_event(0))
+        writer.append_event(**sample_event(1))
+    reserve_up_to(5)
+    with AuditTrailWriter(root_path=tmp_path) as writer:
+        assert writer.append_event(**sample_event(2)).event_id == 6
+    reserve_up_to(8)
+    reader = AuditTrailReader(root_path=tmp_path)
+    assert [event.event_id for event in reader.iter_events()] == [1, 2, 6]
+    assert reader.report.gaps == [(3, 5), (7, 8)]
+    assert not reader.report.clean

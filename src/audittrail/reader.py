@@ -6,7 +6,7 @@ import heapq
 import logging
 import os
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -27,11 +27,15 @@ class ReadReport:
     malformed_lines: int = 0
     torn_lines: int = 0
     missing_segments: int = 0
+    #: inclusive ``(first, last)`` ranges of IDs missing from a scan of every stream
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+    duplicate_ids: int = 0
 
     @property
     def clean(self) -> bool:
-        """True when nothing was skipped."""
-        return not (self.malformed_lines or self.torn_lines or self.missing_segments)
+        """True when nothing was skipped, missing or duplicated."""
+        damage = self.malformed_lines or self.torn_lines or self.missing_segments
+        return not (damage or self.gaps or self.duplicate_ids)
 
 
 def _names(values: Collection[str] | str | None) -> frozenset[str] | None:
@@ -71,7 +75,10 @@ class AuditTrailReader:
         min_timestamp: float | None = None,
         max_timestamp: float | None = None,
     ) -> Iterator[AuditEvent]:
-        """Yield matching events in ascending ``event_id`` (merged across streams)."""
+        """Yield matching events in ascending ``event_id`` (merged across streams).
+
+        When every stream is read, missing and duplicate IDs are added to ``report``.
+        """
         wanted_domains, wanted_categories = _names(domains), _names(categories)
         wanted_models = _names(model_names)
         per_stream = [
@@ -80,7 +87,10 @@ class AuditTrailReader:
             if (wanted_domains is None or stream.domain in wanted_domains)
             and (wanted_categories is None or stream.category in wanted_categories)
         ]
-        for event in heapq.merge(*per_stream, key=lambda event: event.event_id):
+        merged: Iterator[AuditEvent] = heapq.merge(*per_stream, key=lambda e: e.event_id)
+        if wanted_domains is None and wanted_categories is None:
+            merged = self._checking_sequence(merged, min_event_id or 1, max_event_id)
+        for event in merged:
             if wanted_models is not None and event.model_name not in wanted_models:
                 continue
             if min_timestamp is not None and event.timestamp < min_timestamp:
@@ -88,6 +98,31 @@ class AuditTrailReader:
             if max_timestamp is not None and event.timestamp > max_timestamp:
                 continue
             yield event
+
+    def _checking_sequence(
+        self, events: Iterator[AuditEvent], expected: int, max_event_id: int | None
+    ) -> Iterator[AuditEvent]:
+        """Pass ``events`` through, recording gaps and duplicates in the ID sequence."""
+        previous = expected - 1
+        for event in events:
+            if event.event_id == previous:
+                self.report.duplicate_ids += 1
+                log.warning("event_id %d appears more than once", previous)
+            elif event.event_id > previous + 1:
+                self._record_gap(previous + 1, event.event_id - 1)
+            previous = max(previous, event.event_id)
+            yield event
+        allocated = self.backend.last_event_id()
+        if max_event_id is not None:
+            allocated = min(allocated, max_event_id)
+        if allocated > previous:
+            self._record_gap(previous + 1, allocated)
+
+    def _record_gap(self, first: int, last: int) -> None:
+        self.report.gaps.append((first, last))
+        log.warning(
+            "event IDs %d..%d are missing (allocated by a writer that did not finish?)", first, last
+        )
 
     def _stream_events(
         self, stream: StreamKey, min_event_id: int | None, max_event_id: int | None

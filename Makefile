@@ -1,0 +1,33 @@
+# Everything runs from a local virtual environment made from the project's own files.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+LINT_PATHS := src tests backends/s3 benchmarks
+
+.PHONY: setup demo test test-all lint bench clean
+
+$(INSTALLED): pyproject.toml backends/s3/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e backends/s3
+	touch $(INSTALLED)
+
+setup: $(INSTALLED)  ## create .venv and install audittrail, the S3 plugin and the dev tools
+
+demo: $(INSTALLED)  ## write, query and replay a demo trail in ./audittrail-demo
+	$(BIN)/audittrail demo
+
+lint: $(INSTALLED)  ## ruff and mypy (strict)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
+
+test: lint  ## lint, then every test except those marked slow
+	$(BIN)/pytest -m "not slow"
+
+test-all: lint  ## lint, then every test including the slow ones
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) audittrail-demo .pytest_cache .mypy_cache .ruff_cache
