@@ -1,0 +1,5 @@
+"""``python -m audittrail``: the command line."""
+
+from audittrail.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,849 @@
+"""The ``audittrail`` command line: append, query, replay, stats and a self-checking demo.
+
+Exit codes: 0 success, 1 the operation failed (storage, conflict, a demo whose replay does not
+match), 2 the invocation is wrong (bad flag, bad JSON, bad name, no trail root), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import itertools
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from audittrail.backend import INDEX_NAME, Durability
+from audittrail.backends.local import local_path
+from audittrail.demo import WORKLOAD_STREAMS, Records, Workload
+from audittrail.encoding import encode_body, render_line
+from audittrail.errors import (
+    AuditTrailError,
+    BackendNotFoundError,
+    ConfigurationError,
+    InvalidEventError,
+    InvalidNameError,
+)
+from audittrail.events import AuditEvent, AuditOperation, AuditPayload
+from audittrail.names import validate_name
+from audittrail.reader import AuditTrailReader, ReadReport
+from audittrail.registry import url_scheme
+from audittrail.replay import AuditReplayer, State
+from audittrail.writer import DEFAULT_MAX_FILE_SIZE_BYTES, AuditTrailWriter
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+ROOT_ENVIRONMENT_VARIABLE = "AUDITTRAIL_ROOT"
+DEMO_ROOT = "./audittrail-demo"
+DEMO_SEGMENT_BYTES = 64 * 1024
+APPEND_KEYWORDS = frozenset(
+    {
+        "domain",
+        "category",
+        "model_name",
+        "operation",
+        "logical_user_id",
+        "payload",
+        "request_id",
+        "timestamp",
+    }
+)
+#: the ``append`` flags that name an event's required keywords
+_EVENT_FLAGS = (
+    ("--domain", "domain"),
+    ("--category", "category"),
+    ("--model-name", "model_name"),
+    ("--operation", "operation"),
+    ("--user", "logical_user_id"),
+)
+#: errors that mean "the invocation is wrong" (exit 2); other audittrail errors exit 1
+_USAGE_ERRORS = (InvalidNameError, InvalidEventError, ConfigurationError, BackendNotFoundError)
+_OPERATIONS = tuple(operation.value for operation in AuditOperation)
+
+
+class UsageError(Exception):
+    """The command line cannot work as given (exit code 2)."""
+
+
+class _StdoutClosed(Exception):
+    """The reader of our standard output went away (``| head``)."""
+
+
+# -- small helpers -----------------------------------------------------------------------------
+
+
+def _write(text: str) -> None:
+    """Write to stdout, turning a closed pipe into ``_StdoutClosed``."""
+    try:
+        sys.stdout.write(text)
+    except BrokenPipeError as exc:
+        raise _StdoutClosed from exc
+
+
+def _print(text: str) -> None:
+    _write(text + "\n")
+
+
+def _flush() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError as exc:
+        raise _StdoutClosed from exc
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
+def _say(message: str, level: str = "error") -> None:
+    print(f"audittrail: {level}: {message}", file=sys.stderr)
+
+
+def _one_line(error: BaseException) -> str:
+    """A one-line description of an expected error (pydantic's reports are multi-line)."""
+    cause = error.__cause__
+    if isinstance(cause, ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'event'}: {problem['msg']}"
+            for problem in cause.errors()
+        )
+        return f"invalid audit event: {problems}"
+    return " ".join(str(error).split())
+
+
+def _event_line(event: AuditEvent) -> str:
+    """The event exactly as a segment line stores it (compact JSON, ``\\n`` ended)."""
+    return render_line(event.event_id, encode_body(event)).decode("ascii")
+
+
+def _format_bytes(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+class _StderrLogHandler(logging.Handler):
+    """Library warnings (damage met, torn tails repaired) as ``audittrail: warning: …``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _say(record.getMessage(), record.levelname.lower())
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, total: int, label: str, *, enabled: bool, width: int = 30) -> None:
+        self.total = max(total, 1)
+        self.label = label
+        self.enabled = enabled
+        self.width = width
+        self.done = 0
+        self._started = time.monotonic()
+        self._drawn_at = 0.0
+
+    def advance(self, count: int = 1) -> None:
+        """Count ``count`` more items done and redraw if it is time to."""
+        self.done += count
+        now = time.monotonic()
+        if self.enabled and (now - self._drawn_at >= 0.1 or self.done >= self.total):
+            self._drawn_at = now
+            self._draw(now)
+
+    def close(self) -> None:
+        """Draw the final state and end the line."""
+        if self.enabled:
+            self._draw(time.monotonic())
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    def _draw(self, now: float) -> None:
+        fraction = min(self.done / self.total, 1.0)
+        filled = round(fraction * self.width)
+        rate = self.done / max(now - self._started, 1e-9)
+        sys.stderr.write(
+            f"\r{self.label} [{'#' * filled}{'-' * (self.width - filled)}] "
+            f"{self.done}/{self.total} {fraction:4.0%} {rate:,.0f}/s "
+        )
+        sys.stderr.flush()
+
+
+# -- argument types ----------------------------------------------------------------------------
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"invalid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _storage_option(text: str) -> tuple[str, Any]:
+    key, separator, raw = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def _timestamp(text: str) -> float:
+    """Unix seconds, or ISO-8601 (a time without a zone is UTC)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected Unix seconds or ISO-8601, got {text!r}"
+            ) from None
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    if not math.isfinite(seconds):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds, got {text!r}")
+    return seconds
+
+
+def _natural(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _natural(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number >= 1, got 0")
+    return value
+
+
+# -- trail access ------------------------------------------------------------------------------
+
+
+def _root(args: argparse.Namespace, default: str | None = None) -> str:
+    root: str | None = args.sub_root or args.root
+    if root is None:
+        root = default or os.environ.get(ROOT_ENVIRONMENT_VARIABLE) or None
+    if root is None:
+        raise UsageError(
+            f"no trail root: pass --root PATH_OR_URL or set {ROOT_ENVIRONMENT_VARIABLE}"
+        )
+    return root
+
+
+def _storage_options(args: argparse.Namespace) -> dict[str, Any]:
+    return dict([*args.storage_option, *args.sub_storage_option])
+
+
+def _open_reader(args: argparse.Namespace) -> AuditTrailReader:
+    """A reader of an existing trail; a local root that does not exist is an error."""
+    root = _root(args)
+    if url_scheme(root) == "file" and not local_path(root).is_dir():
+        raise AuditTrailError(f"no trail at {root}: the directory does not exist")
+    return AuditTrailReader(root_path=root, storage_options=_storage_options(args))
+
+
+def _report_damage(report: ReadReport) -> None:
+    """Summarise on stderr what the reader skipped or found missing."""
+    if report.clean:
+        return
+    missing_ids = sum(last - first + 1 for first, last in report.gaps)
+    _say(
+        f"damage met while reading: {report.malformed_lines} malformed line(s), "
+        f"{report.torn_lines} torn line(s), {report.missing_segments} missing segment(s), "
+        f"{missing_ids} missing ID(s), {report.duplicate_ids} duplicate ID(s)",
+        "warning",
+    )
+
+
+def _names(kind: str, values: Sequence[str] | None) -> list[str] | None:
+    return [validate_name(kind, value) for value in values] if values else None
+
+
+# -- append ------------------------------------------------------------------------------------
+
+
+def _event_from_flags(args: argparse.Namespace) -> dict[str, Any]:
+    missing = [flag for flag, keyword in _EVENT_FLAGS if getattr(args, keyword) is None]
+    if missing:
+        raise UsageError(f"append needs {', '.join(missing)} (or --stdin)")
+    operation = AuditOperation(args.operation)
+    before, after = args.before, args.after
+    for flag, value, needed in (
+        ("--before", before, operation is not AuditOperation.CREATE),
+        ("--after", after, operation is not AuditOperation.DELETE),
+    ):
+        if needed and value is None:
+            raise UsageError(f"--operation {operation} needs {flag} JSON_OBJECT")
+        if not needed and value is not None:
+            raise UsageError(f"--operation {operation} takes no {flag}")
+    if operation is AuditOperation.CREATE:
+        payload = AuditPayload.from_create(after)
+    elif operation is AuditOperation.UPDATE:
+        payload = AuditPayload.from_update(before, after)
+    else:
+        payload = AuditPayload.from_delete(before)
+    fields = {keyword: getattr(args, keyword) for _, keyword in _EVENT_FLAGS}
+    return {**fields, "payload": payload, "request_id": args.request_id}
+
+
+def _event_from_stdin() -> dict[str, Any]:
+    try:
+        fields = json.loads(sys.stdin.read())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"stdin is not valid JSON ({exc})") from None
+    if not isinstance(fields, dict):
+        raise UsageError(f"stdin must hold one JSON object, got {type(fields).__name__}")
+    unknown = sorted(fields.keys() - APPEND_KEYWORDS)
+    if unknown:
+        allowed = ", ".join(sorted(APPEND_KEYWORDS))
+        raise UsageError(f"unknown key(s) on stdin: {', '.join(unknown)}; allowed: {allowed}")
+    missing = [keyword for _, keyword in _EVENT_FLAGS if keyword not in fields]
+    if missing:
+        raise UsageError(f"the stdin event lacks {', '.join(missing)}")
+    if fields["operation"] not in _OPERATIONS:
+        raise UsageError(
+            f"unknown operation {fields['operation']!r}: choose from {', '.join(_OPERATIONS)}"
+        )
+    if isinstance(fields.get("timestamp"), str):
+        try:
+            fields["timestamp"] = _timestamp(fields["timestamp"])
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"timestamp: {exc}") from None
+    return fields
+
+
+def _cmd_append(args: argparse.Namespace) -> int:
+    if args.stdin:
+        flags = [*_EVENT_FLAGS, ("--request-id", "request_id"), ("--before", "before")]
+        flags.append(("--after", "after"))
+        given = [flag for flag, dest in flags if getattr(args, dest) is not None]
+        if given:
+            raise UsageError(f"--stdin reads the whole event; drop {', '.join(given)}")
+        fields = _event_from_stdin()
+    else:
+        fields = _event_from_flags(args)
+    with AuditTrailWriter(
+        root_path=_root(args),
+        durability=args.durability,
+        max_file_size_bytes=args.max_file_size_bytes,
+        storage_options=_storage_options(args),
+    ) as writer:
+        event = writer.append_event(**fields)
+    _write(_event_line(event))
+    return EXIT_OK
+
+
+# -- query, replay, stats ----------------------------------------------------------------------
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    reader = _open_reader(args)
+    events: Iterator[AuditEvent] = reader.iter_events(
+        domains=_names("domain", args.domain),
+        categories=_names("category", args.category),
+        model_names=args.model_name or None,
+        min_event_id=args.min_id,
+        max_event_id=args.max_id,
+        min_timestamp=args.since,
+        max_timestamp=args.until,
+    )
+    if args.limit is not None:
+        events = itertools.islice(events, args.limit)
+    for event in events:
+        _write(_event_line(event))
+    _flush()
+    _report_damage(reader.report)
+    return EXIT_OK
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    reader = _open_reader(args)
+    result = AuditReplayer(reader=reader, key_field=args.key_field).reconstruct_state(
+        domain=validate_name("domain", args.domain),
+        category=validate_name("category", args.category),
+        model_names=args.model_name or None,
+        max_event_id=args.max_id,
+    )
+    _write(json.dumps(dataclasses.asdict(result), indent=args.indent) + "\n")
+    _flush()
+    _report_damage(reader.report)
+    return EXIT_OK
+
+
+@dataclasses.dataclass
+class StreamStats:
+    """What ``stats`` reports about one stream (or, as a total, about the whole trail)."""
+
+    stream: str
+    segments: int = 0
+    events: int = 0
+    bytes: int = 0
+    min_event_id: int | None = None
+    max_event_id: int | None = None
+
+    def count(self, event_id: int) -> None:
+        """Add one event."""
+        self.events += 1
+        if self.min_event_id is None or event_id < self.min_event_id:
+            self.min_event_id = event_id
+        if self.max_event_id is None or event_id > self.max_event_id:
+            self.max_event_id = event_id
+
+
+def trail_stats(reader: AuditTrailReader) -> tuple[list[StreamStats], StreamStats]:
+    """Per-stream and total statistics from one full scan (which also fills ``reader.report``)."""
+    backend = reader.backend
+    streams: dict[tuple[str, str], StreamStats] = {}
+    for stream in reader.streams():
+        stats = streams[stream.domain, stream.category] = StreamStats(str(stream))
+        for number in backend.list_segments(stream):
+            stats.segments += 1
+            try:
+                stats.bytes += backend.segment_size(stream, number)
+            except FileNotFoundError:
+                continue
+    total = StreamStats("total")
+    for event in reader.iter_events():
+        total.count(event.event_id)
+        key = (event.domain, event.category)
+        if key not in streams:  # a stream that appeared during the scan
+            streams[key] = StreamStats(f"{event.domain}/{event.category}")
+        streams[key].count(event.event_id)
+    total.segments = sum(stats.segments for stats in streams.values())
+    total.bytes = sum(stats.bytes for stats in streams.values())
+    return list(streams.values()), total
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    reader = _open_reader(args)
+    streams, total = trail_stats(reader)
+    report = reader.report
+    last_event_id = reader.backend.last_event_id()
+    if args.json:
+        totals = dataclasses.asdict(total)
+        del totals["stream"]
+        document = {
+            "root": str(reader.root_path),
+            "streams": [dataclasses.asdict(stats) for stats in streams],
+            "total": {"streams": len(streams), **totals},
+            "last_event_id": last_event_id,
+            "damage": dataclasses.asdict(report),
+        }
+        _write(json.dumps(document, indent=args.indent) + "\n")
+    else:
+        _write(_stats_table(streams, total, last_event_id, report))
+    _flush()
+    return EXIT_OK
+
+
+def _stats_table(
+    streams: list[StreamStats], total: StreamStats, last_event_id: int, report: ReadReport
+) -> str:
+    header = ("stream", "segments", "events", "bytes", "min id", "max id")
+    rows = [header] + [
+        (
+            stats.stream,
+            str(stats.segments),
+            str(stats.events),
+            str(stats.bytes),
+            "-" if stats.min_event_id is None else str(stats.min_event_id),
+            "-" if stats.max_event_id is None else str(stats.max_event_id),
+        )
+        for stats in [*streams, total]
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+
+    def render(row: Sequence[str]) -> str:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        return "  ".join(cells).rstrip()
+
+    lines = [render(row) for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(-1, "-" * len(lines[0]))
+    gaps = ", ".join(f"{first}..{last}" for first, last in report.gaps) or "none"
+    lines += [
+        "",
+        f"last allocated event id: {last_event_id}",
+        f"size on storage: {_format_bytes(total.bytes)}",
+        f"malformed lines: {report.malformed_lines}, torn lines: {report.torn_lines}, "
+        f"missing segments: {report.missing_segments}",
+        f"missing IDs: {gaps}, duplicate IDs: {report.duplicate_ids}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+
+def _demo_start(root: str, storage_options: dict[str, Any]) -> tuple[Records, int]:
+    """The records and last event ID of a previous demo trail at ``root`` (empty when new).
+
+    Refuses (``UsageError``) a non-empty directory that is not a trail, and a trail holding
+    streams the demo does not write.
+    """
+    if url_scheme(root) == "file":
+        path = local_path(root)
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"demo root {root} exists and is not a directory")
+        if path.is_dir() and any(path.iterdir()) and not (path / INDEX_NAME).is_file():
+            raise UsageError(
+                f"refusing to write the demo into {root}: the directory is not empty and is "
+                "not an audittrail trail; pass --root with a new or empty directory"
+            )
+    reader = AuditTrailReader(root_path=root, storage_options=storage_options)
+    foreign = [str(stream) for stream in reader.streams() if stream not in WORKLOAD_STREAMS]
+    if foreign:
+        raise UsageError(
+            f"refusing to write the demo into {root}: it is a trail with streams the demo "
+            f"does not write ({', '.join(foreign)}); pass --root with a new or empty directory"
+        )
+    replayer = AuditReplayer(reader=reader)
+    records: Records = {
+        stream: replayer.reconstruct_state(domain=stream.domain, category=stream.category).state
+        for stream in WORKLOAD_STREAMS
+    }
+    return records, reader.backend.last_event_id()
+
+
+def _live(state: State) -> State:
+    """``state`` without models whose records were all deleted."""
+    return {model: records for model, records in state.items() if records}
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    root = _root(args, default=DEMO_ROOT)
+    storage_options = _storage_options(args)
+    records, start_id = _demo_start(root, storage_options)
+    workload = Workload(args.seed if start_id == 0 else f"{args.seed}+{start_id}", records=records)
+    _print(
+        f"demo: {'continuing the' if start_id else 'writing a new'} trail at {root}: "
+        f"{args.events} events, seed {args.seed}, segments up to "
+        f"{_format_bytes(args.max_file_size_bytes)}, durability {args.durability}"
+    )
+    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+    progress = ProgressBar(args.events, "writing", enabled=show_progress)
+    began = time.perf_counter()
+    with AuditTrailWriter(
+        root_path=root,
+        max_file_size_bytes=args.max_file_size_bytes,
+        durability=args.durability,
+        storage_options=storage_options,
+    ) as writer:
+        first = last = None
+        for fields in workload.events(args.events):
+            last = writer.append_event(**fields).event_id
+            first = last if first is None else first
+            progress.advance()
+    progress.close()
+    writing = time.perf_counter() - began
+    _print(
+        f"wrote events #{first}..#{last} in {writing:.2f} s "
+        f"({args.events / max(writing, 1e-9):,.0f} events/s)"
+    )
+
+    reader = AuditTrailReader(root_path=root, storage_options=storage_options)
+    found: dict[str, int] = {operation: 0 for operation in _OPERATIONS}
+    for event in reader.iter_events(min_event_id=first):
+        found[event.operation.value] += 1
+    counts = ", ".join(f"{count} {operation}s" for operation, count in found.items())
+    _print(f"query: {sum(found.values())} events since #{first}: {counts}")
+
+    replayer = AuditReplayer(reader=reader)
+    mismatched = []
+    for stream in WORKLOAD_STREAMS:
+        result = replayer.reconstruct_state(domain=stream.domain, category=stream.category)
+        if _live(result.state) != _live(workload.records[stream]):
+            mismatched.append(str(stream))
+        models = ", ".join(
+            f"{len(items)} {model}" for model, items in sorted(_live(result.state).items())
+        )
+        _print(f"replay {stream}: {models or 'no records'} (last event #{result.last_event_id})")
+    _print(f"replay matches: {'NO, differs in ' + ', '.join(mismatched) if mismatched else 'yes'}")
+
+    streams, total = trail_stats(reader)
+    _print(
+        f"summary: {total.events} events in the trail ({args.events} written now), "
+        f"{len(streams)} streams, {total.segments} segments, {_format_bytes(total.bytes)}, "
+        f"{args.events / max(writing, 1e-9):,.0f} events/s, "
+        f"{time.perf_counter() - began:.2f} s elapsed"
+    )
+    _report_damage(reader.report)
+    prefix = f"audittrail --root {root}"
+    _print(
+        f"try: {prefix} stats\n"
+        f"     {prefix} query --domain shop --category orders --limit 3\n"
+        f"     {prefix} replay --domain hr --category employees --indent 2"
+    )
+    return EXIT_FAILED if mismatched else EXIT_OK
+
+
+# -- the parser --------------------------------------------------------------------------------
+
+_APPEND_EXAMPLES = """\
+  audittrail append --domain shop --category orders --model-name Order \\
+      --operation create --user u-42 --after '{"id": 7, "total": 30}'
+  audittrail append --domain shop --category orders --model-name Order \\
+      --operation update --user u-42 --before '{"id": 7, "total": 30}' \\
+      --after '{"id": 7, "total": 35}'
+  echo '{"domain": "hr", "category": "employees", "model_name": "Employee",
+         "operation": "delete", "logical_user_id": "u-1",
+         "payload": {"before": {"id": 3}}}' | audittrail append --stdin"""
+
+_FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def _add_trail_options(parser: argparse.ArgumentParser, prefix: str) -> None:
+    parser.add_argument(
+        "--root",
+        dest=f"{prefix}root",
+        metavar="PATH_OR_URL",
+        help=f"trail root: a directory, memory://NAME or s3://BUCKET/PREFIX "
+        f"(default: ${ROOT_ENVIRONMENT_VARIABLE}; for demo: {DEMO_ROOT})",
+    )
+    parser.add_argument(
+        "--storage-option",
+        dest=f"{prefix}storage_option",
+        metavar="KEY=VALUE",
+        type=_storage_option,
+        action="append",
+        default=[],
+        help="passed to the backend as storage_options; VALUE is parsed as JSON when it is "
+        "JSON, else taken as a string (repeatable)",
+    )
+
+
+def _subcommand(
+    commands: Any,
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    common: argparse.ArgumentParser,
+    summary: str,
+    description: str,
+    examples: str,
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        parents=[common],
+        help=summary,
+        description=description,
+        epilog="examples:\n" + examples,
+        formatter_class=_FORMATTER,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``audittrail`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="audittrail",
+        description="Append to, query, replay and inspect append-only audit trails.",
+        epilog=(
+            "The trail root is --root (before or after the command) or $AUDITTRAIL_ROOT.\n"
+            "exit codes: 0 ok, 1 the operation failed, 2 bad invocation, 130 interrupted\n\n"
+            "examples:\n"
+            "  audittrail demo\n"
+            "  export AUDITTRAIL_ROOT=./audittrail-demo\n"
+            "  audittrail stats\n"
+            "  audittrail query --domain shop --limit 5 | jq .payload.after\n"
+            "  audittrail COMMAND --help"
+        ),
+        formatter_class=_FORMATTER,
+    )
+    _add_trail_options(parser, "")
+    common = argparse.ArgumentParser(add_help=False)
+    _add_trail_options(common, "sub_")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    append = _subcommand(
+        commands,
+        "append",
+        _cmd_append,
+        common,
+        "append one event",
+        "Append one event and print it, with its event_id, as one JSON line.",
+        _APPEND_EXAMPLES,
+    )
+    append.add_argument("--domain", help="first path component of the stream, e.g. shop")
+    append.add_argument("--category", help="second path component of the stream, e.g. orders")
+    append.add_argument("--model-name", help="kind of record, e.g. Order")
+    append.add_argument("--operation", choices=_OPERATIONS, help="what happened to the record")
+    append.add_argument(
+        "--user", dest="logical_user_id", metavar="USER", help="who did it (logical_user_id)"
+    )
+    append.add_argument("--request-id", help="correlation ID of the request (optional)")
+    append.add_argument(
+        "--before", type=_json_object, metavar="JSON", help="the record before (update, delete)"
+    )
+    append.add_argument(
+        "--after", type=_json_object, metavar="JSON", help="the record after (create, update)"
+    )
+    append.add_argument(
+        "--stdin",
+        action="store_true",
+        help="read the event from stdin: one JSON object whose keys are append_event's "
+        f"keywords ({', '.join(sorted(APPEND_KEYWORDS))})",
+    )
+    append.add_argument(
+        "--durability",
+        choices=[mode.value for mode in Durability],
+        default=Durability.FSYNC.value,
+        help="when the append counts as done (default: %(default)s)",
+    )
+    append.add_argument(
+        "--max-file-size-bytes",
+        type=_positive,
+        default=DEFAULT_MAX_FILE_SIZE_BYTES,
+        metavar="N",
+        help="rotate to a new segment before one grows past N bytes (default: %(default)s)",
+    )
+
+    query = _subcommand(
+        commands,
+        "query",
+        _cmd_query,
+        common,
+        "print matching events as JSON lines",
+        "Print matching events as JSON lines (the segment format) in ascending event_id. "
+        "Damage met on the way (torn or malformed lines, missing IDs) is summarised on stderr.",
+        "  audittrail query --domain shop --category orders --limit 10\n"
+        "  audittrail query --model-name Invoice --since 2026-11-01 --until 2026-12-01T00:00Z\n"
+        "  audittrail query --min-id 1000 --max-id 1999 | jq -c 'select(.operation==\"delete\")'",
+    )
+    query.add_argument("--domain", action="append", help="only this domain (repeatable)")
+    query.add_argument("--category", action="append", help="only this category (repeatable)")
+    query.add_argument("--model-name", action="append", help="only this model (repeatable)")
+    query.add_argument("--min-id", type=_natural, metavar="ID", help="smallest event_id")
+    query.add_argument("--max-id", type=_natural, metavar="ID", help="largest event_id")
+    query.add_argument(
+        "--since", type=_timestamp, metavar="TIME", help="earliest timestamp: Unix s or ISO-8601"
+    )
+    query.add_argument(
+        "--until", type=_timestamp, metavar="TIME", help="latest timestamp: Unix s or ISO-8601"
+    )
+    query.add_argument("--limit", type=_natural, metavar="N", help="stop after N events")
+
+    replay = _subcommand(
+        commands,
+        "replay",
+        _cmd_replay,
+        common,
+        "rebuild the records of one stream",
+        "Fold one stream's events into the records they describe and print the result as JSON: "
+        '{"state": {MODEL: {KEY: RECORD}}, "last_event_id": N, "applied_events": N}.',
+        "  audittrail replay --domain shop --category orders --indent 2\n"
+        "  audittrail replay --domain billing --category invoices --model-name Invoice "
+        "--max-id 500\n"
+        "  audittrail replay --domain hr --category employees | jq '.state.Employee | length'",
+    )
+    replay.add_argument("--domain", required=True, help="domain of the stream")
+    replay.add_argument("--category", required=True, help="category of the stream")
+    replay.add_argument("--model-name", action="append", help="only this model (repeatable)")
+    replay.add_argument("--max-id", type=_natural, metavar="ID", help="replay up to this event_id")
+    replay.add_argument(
+        "--key-field", default="id", help="record field that identifies a record (default: id)"
+    )
+    replay.add_argument("--indent", type=_natural, metavar="N", help="pretty-print the JSON")
+
+    stats = _subcommand(
+        commands,
+        "stats",
+        _cmd_stats,
+        common,
+        "summarise streams, segments, events and damage",
+        "Show streams, segments, events, bytes, the event_id range and any damage found "
+        "(one full scan of the trail).",
+        "  audittrail stats\n  audittrail stats --json | jq .total.events",
+    )
+    stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    stats.add_argument("--indent", type=_natural, metavar="N", help="pretty-print the JSON")
+
+    demo = _subcommand(
+        commands,
+        "demo",
+        _cmd_demo,
+        common,
+        "write, query and replay a self-checking demo trail",
+        "Write a realistic trail of CRUD events over four streams (rotating segments), query "
+        "it, replay every stream and check the replay against the records the demo kept in "
+        f"memory. The root defaults to {DEMO_ROOT}; running again continues the same trail.",
+        "  audittrail demo\n"
+        "  audittrail demo --root /tmp/trail --events 20000 --seed 7 --durability batch",
+    )
+    demo.add_argument(
+        "--events", type=_positive, default=3000, metavar="N", help="events to write (3000)"
+    )
+    demo.add_argument("--seed", type=int, default=0, help="workload seed (default: 0)")
+    demo.add_argument(
+        "--max-file-size-bytes",
+        type=_positive,
+        default=DEMO_SEGMENT_BYTES,
+        metavar="N",
+        help="segment size limit (default: %(default)s, so segments rotate)",
+    )
+    demo.add_argument(
+        "--durability",
+        choices=[mode.value for mode in Durability],
+        default=Durability.FSYNC.value,
+        help="(default: %(default)s)",
+    )
+    demo.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="show a progress bar on stderr (default: when stderr is a terminal)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has already reported
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    logger = logging.getLogger("audittrail")
+    handler = _StderrLogHandler(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        handle: Callable[[argparse.Namespace], int] = args.handler
+        return handle(args)
+    except _StdoutClosed:
+        _silence_stdout()
+        return EXIT_OK
+    except (UsageError, *_USAGE_ERRORS) as exc:
+        _say(_one_line(exc))
+        return EXIT_USAGE
+    except (AuditTrailError, OSError) as exc:
+        _say(_one_line(exc))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return EXIT_INTERRUPTED
+    finally:
+        logger.removeHandler(handler)
