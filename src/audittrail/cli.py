@@ -346,6 +346,8 @@ def _cmd_append(args: argparse.Namespace) -> int:
         fields = _event_from_stdin()
     else:
         fields = _event_from_flags(args)
+    for kind in ("domain", "category"):
+        validate_name(kind, fields[kind])  # before the writer creates the trail
     with AuditTrailWriter(
         root_path=_root(args),
         durability=args.durability,
