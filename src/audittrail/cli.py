@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import io
 import itertools
 import json
 import logging
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -44,18 +46,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 ROOT_ENVIRONMENT_VARIABLE = "AUDITTRAIL_ROOT"
 DEMO_ROOT = "./audittrail-demo"
 DEMO_SEGMENT_BYTES = 64 * 1024
-APPEND_KEYWORDS = frozenset(
-    {
-        "domain",
-        "category",
-        "model_name",
-        "operation",
-        "logical_user_id",
-        "payload",
-        "request_id",
-        "timestamp",
-    }
-)
+#: the keys of an event read by ``append --stdin``
+APPEND_KEYWORDS = frozenset(inspect.signature(AuditTrailWriter.append_event).parameters) - {"self"}
 #: the ``append`` flags that name an event's required keywords
 _EVENT_FLAGS = (
     ("--domain", "domain"),
@@ -63,6 +55,12 @@ _EVENT_FLAGS = (
     ("--model-name", "model_name"),
     ("--operation", "operation"),
     ("--user", "logical_user_id"),
+)
+_STDIN_EXCLUSIVE = (
+    *_EVENT_FLAGS,
+    ("--request-id", "request_id"),
+    ("--before", "before"),
+    ("--after", "after"),
 )
 #: errors that mean "the invocation is wrong" (exit 2); other audittrail errors exit 1
 _USAGE_ERRORS = (InvalidNameError, InvalidEventError, ConfigurationError, BackendNotFoundError)
@@ -131,11 +129,13 @@ def _event_line(event: AuditEvent) -> str:
 
 
 def _format_bytes(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+    if size < 1024:
+        return f"{size:.0f} B"
+    for unit in ("KiB", "MiB", "GiB"):
         size /= 1024
-    raise AssertionError("unreachable")
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
 
 
 class _StderrLogHandler(logging.Handler):
@@ -338,9 +338,7 @@ def _event_from_stdin() -> dict[str, Any]:
 
 def _cmd_append(args: argparse.Namespace) -> int:
     if args.stdin:
-        flags = [*_EVENT_FLAGS, ("--request-id", "request_id"), ("--before", "before")]
-        flags.append(("--after", "after"))
-        given = [flag for flag, dest in flags if getattr(args, dest) is not None]
+        given = [flag for flag, dest in _STDIN_EXCLUSIVE if getattr(args, dest) is not None]
         if given:
             raise UsageError(f"--stdin reads the whole event; drop {', '.join(given)}")
         fields = _event_from_stdin()
@@ -541,6 +539,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     root = _root(args, default=DEMO_ROOT)
     storage_options = _storage_options(args)
     records, start_id = _demo_start(root, storage_options)
+    # a continued trail gets fresh randomness, so new record keys do not repeat deleted ones
     workload = Workload(args.seed if start_id == 0 else f"{args.seed}+{start_id}", records=records)
     _print(
         f"demo: {'continuing the' if start_id else 'writing a new'} trail at {root}: "
@@ -595,7 +594,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"{time.perf_counter() - began:.2f} s elapsed"
     )
     _report_damage(reader.report)
-    prefix = f"audittrail --root {root}"
+    prefix = f"audittrail --root {shlex.quote(root)}"
     _print(
         f"try: {prefix} stats\n"
         f"     {prefix} query --domain shop --category orders --limit 3\n"
