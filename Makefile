@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 LINT_PATHS := src tests backends/s3 benchmarks
 
-.PHONY: setup demo test test-all lint bench clean
+.PHONY: setup demo test test-all lint bench bench-quick clean
 
 $(INSTALLED): pyproject.toml backends/s3/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: lint  ## lint, then every test except those marked slow
 
 test-all: lint  ## lint, then every test including the slow ones
 	$(BIN)/pytest
+
+bench: $(INSTALLED)  ## the full benchmark harness (results in benchmarks/results/)
+	$(BIN)/python -m benchmarks
+
+bench-quick: $(INSTALLED)  ## a smoke run of the harness in under a minute
+	$(BIN)/python -m benchmarks --quick --out benchmarks/results/quick
 
 clean:
 	rm -rf $(VENV) audittrail-demo .pytest_cache .mypy_cache .ruff_cache

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import json
 
+from pydantic_core import PydanticSerializationError
+
 from audittrail.errors import InvalidEventError
 from audittrail.events import AuditEvent
 
 _ID_PREFIX = b'{"event_id":'
+_WITHOUT_ID = {"event_id"}
 
 
 def encode_body(event: AuditEvent) -> bytes:
     """Serialise ``event`` without its ``event_id``: ``{"timestamp":…}``.
 
-    Raises ``InvalidEventError`` for anything that is not plain JSON (NaN, bytes, cycles, …).
+    The models only admit plain JSON values, so this fails only for text that cannot be
+    encoded (lone surrogates); that raises ``InvalidEventError``.
     """
-    fields = event.model_dump(exclude_none=True, exclude={"event_id"})
     try:
-        text = json.dumps(fields, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
+        text = event.model_dump_json(exclude_none=True, exclude=_WITHOUT_ID, ensure_ascii=True)
+    except (PydanticSerializationError, UnicodeError) as exc:
         raise InvalidEventError(f"event is not JSON-serialisable: {exc}") from exc
     return text.encode("ascii")
 

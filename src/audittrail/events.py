@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from audittrail.names import validate_name
 
@@ -29,11 +29,17 @@ class AuditOperation(StrEnum):
     DELETE = "delete"
 
 
+#: payload values must be plain JSON: no NaN/Infinity, bytes, datetimes, tuples or non-str keys
+_STRICT_JSON = ConfigDict(allow_inf_nan=False)
+
+
 class AuditFieldChange(BaseModel):
     """The change of one field in an update; ``removed`` marks a field that no longer exists."""
 
-    old: Any = None
-    new: Any = None
+    model_config = _STRICT_JSON
+
+    old: JsonValue = None
+    new: JsonValue = None
     removed: bool | None = None
 
 
@@ -48,8 +54,10 @@ def _as_dict(record: Record) -> dict[str, Any]:
 class AuditPayload(BaseModel):
     """The record before and after the operation, and the per-field delta of an update."""
 
-    before: dict[str, Any] | None = None
-    after: dict[str, Any] | None = None
+    model_config = _STRICT_JSON
+
+    before: dict[str, JsonValue] | None = None
+    after: dict[str, JsonValue] | None = None
     delta: dict[str, AuditFieldChange] | None = None
 
     @classmethod
@@ -90,7 +98,7 @@ class AuditPayload(BaseModel):
 class AuditEvent(BaseModel):
     """One audit event. ``event_id`` is unique and gap-free across the whole trail."""
 
-    model_config = ConfigDict(use_enum_values=False)
+    model_config = _STRICT_JSON
 
     event_id: int = Field(ge=0)
     timestamp: float

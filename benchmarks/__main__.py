@@ -1,0 +1,181 @@
+"""``python -m benchmarks``: run the comparison and write results.json/.md/.png."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import multiprocessing
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from audittrail.cli import ProgressBar
+from benchmarks.cases import local_cases, s3_cases
+from benchmarks.report import (
+    HEADER,
+    TARGET_HEADER,
+    markdown_table,
+    result_rows,
+    target_rows,
+    targets,
+    text_table,
+    write_outputs,
+)
+from benchmarks.runner import Result, RunSettings, measure
+from benchmarks.scans import ScanResult, scan, writer_peak_rss_mb
+from benchmarks.workload import WorkloadSpec
+
+DESCRIPTION = """\
+Run one realistic CRUD workload (payloads of about 200-2000 bytes over four streams) through
+audittrail in every durability mode and through the writers people use instead, each case in a
+fresh process, and report events/s, MB/s, p50/p99 append latency and peak RSS, each as a ratio
+to the naive per-event writer measured in the same run. Also measures writer memory growth over
+a long run and reader scan speed. S3 cases run against a moto server on 127.0.0.1 when the
+audittrail-s3 plugin is installed.
+"""
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  python -m benchmarks\n  python -m benchmarks --quick --out /tmp/bench",
+    )
+    parser.add_argument("--events", type=int, default=10_000, help="events per writer case")
+    parser.add_argument("--threads", type=int, default=8, help="threads of the concurrent rows")
+    parser.add_argument("--processes", type=int, default=1, help="add a multi-process row (>1)")
+    parser.add_argument("--segment-bytes", type=int, default=5 * 1024 * 1024, help="rotation size")
+    parser.add_argument("--s3-events", type=int, default=2_000, help="events per S3 case")
+    parser.add_argument("--memory-events", type=int, default=1_000_000, help="long-run events")
+    parser.add_argument("--no-s3", action="store_true", help="skip the S3 cases")
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output dir")
+    parser.add_argument("--workdir", type=Path, help="where trails are written (default: temp)")
+    arguments = parser.parse_args(argv)
+    if arguments.quick:
+        arguments.events, arguments.s3_events, arguments.memory_events = 1_000, 300, 20_000
+    return arguments
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def _moto_server() -> Iterator[dict[str, Any]]:
+    """A moto S3 server on 127.0.0.1 with one bucket, for the S3 cases."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    options = {"endpoint_url": endpoint, "key": "bench", "secret": "bench"}
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket="bench")
+    try:
+        yield {"s3_bucket": "bench", "s3_storage_options": options}
+    finally:
+        server.stop()
+
+
+def _in_child(function: Any, *arguments: Any) -> Any:
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *arguments).result()
+
+
+def _run_cases(settings: RunSettings, names: list[str]) -> dict[str, Result]:
+    results: dict[str, Result] = {}
+    bar = ProgressBar(len(names), "writers", enabled=sys.stderr.isatty())
+    for name in names:
+        print(f"  running: {name}", file=sys.stderr, flush=True)
+        try:
+            results[name] = _in_child(measure, name, settings)
+        except Exception as exc:  # a failing contestant is reported, not fatal
+            results[name] = Result(name, 0, 0, 0, 0, 0, 0, 0, error=f"{type(exc).__name__}: {exc}")
+        bar.advance()
+    bar.close()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the harness; exit 0 when it completed (targets are reported, not enforced)."""
+    arguments = _arguments(argv)
+    spec = WorkloadSpec(events=arguments.events, segment_bytes=arguments.segment_bytes)
+    use_s3 = not arguments.no_s3 and importlib.util.find_spec("audittrail_s3") is not None
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=arguments.workdir) as scratch:
+        workdir = Path(scratch)
+        with _moto_server() if use_s3 else _no_server() as context:
+            settings = RunSettings(
+                spec, arguments.threads, arguments.processes, arguments.s3_events, workdir, context
+            )
+            names = [case.name for case in local_cases(arguments.threads, arguments.processes)]
+            names += [case.name for case in s3_cases()] if use_s3 else []
+            results = _run_cases(settings, names)
+        print("  running: writer memory and reader scans", file=sys.stderr, flush=True)
+        small_events = max(1, arguments.memory_events // 100)
+        memory = (
+            _in_child(writer_peak_rss_mb, spec, workdir / "memory-small", small_events),
+            _in_child(writer_peak_rss_mb, spec, workdir / "memory-large", arguments.memory_events),
+        )
+        scanned: ScanResult = _in_child(scan, workdir / "memory-large")
+    rows = result_rows(results)
+    goals = targets(results, memory, scanned)
+    goal_rows = target_rows(goals)
+    summary = (
+        f"workload: {arguments.events:,} events per case ({arguments.s3_events:,} for S3), "
+        f"{arguments.threads} threads in the concurrent rows, segments of "
+        f"{arguments.segment_bytes:,} bytes; writer memory {small_events:,} vs "
+        f"{arguments.memory_events:,} events: {memory[0]:.0f} MB vs {memory[1]:.0f} MB peak RSS; "
+        f"reader over {scanned.events:,} events: full scan {scanned.full_scan_seconds:.2f} s, "
+        f"last 1,000 by min_event_id {scanned.tail_query_seconds * 1000:.1f} ms"
+    )
+    markdown = "\n\n".join(
+        [markdown_table(HEADER, rows), markdown_table(TARGET_HEADER, goal_rows), summary]
+    )
+    payload = {
+        "settings": {k: str(v) for k, v in vars(arguments).items()},
+        "results": [asdict(result) for result in results.values()],
+        "writer_memory_mb": {"small": memory[0], "large": memory[1]},
+        "reader": asdict(scanned),
+        "targets": [asdict(goal) for goal in goals],
+        "s3": use_s3,
+    }
+    written = write_outputs(arguments.out, payload, markdown, results)
+    print(text_table(HEADER, rows))
+    print()
+    print(text_table(TARGET_HEADER, goal_rows))
+    print()
+    print(summary)
+    print(f"\nwrote {', '.join(map(str, written))} in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+@contextmanager
+def _no_server() -> Iterator[dict[str, Any]]:
+    yield {}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Turn results into ratios, tables (text and Markdown), JSON and a chart."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.cases import BARE, NAIVE, NAIVE_S3, STDLIB
+from benchmarks.runner import Result
+from benchmarks.scans import ScanResult
+
+HEADER = ["writer", "events", "events/s (x naive)", "MB/s", "p50 us", "p99 us", "peak RSS MB"]
+TARGET_HEADER = ["target", "goal", "measured", "met"]
+
+
+@dataclass
+class Target:
+    """One line of the target table, with what this run measured."""
+
+    configuration: str
+    goal: str
+    measured: str
+    met: bool
+
+
+def _rate(results: dict[str, Result], prefix: str) -> float | None:
+    """Events/s of the first successful case whose name starts with ``prefix``."""
+    for name, result in results.items():
+        if name.startswith(prefix) and not result.error:
+            return result.events_per_second
+    return None
+
+
+def targets(
+    results: dict[str, Result], memory: tuple[float, float], scan: ScanResult
+) -> list[Target]:
+    """Evaluate every target this run has figures for."""
+    found: list[Target] = []
+
+    def ratio(configuration: str, case: str, baseline: str, goal: float) -> None:
+        rate, base = _rate(results, case), _rate(results, baseline)
+        if rate is not None and base:
+            value = rate / base
+            found.append(
+                Target(configuration, f">= {goal:g}x {baseline}", f"{value:.1f}x", value >= goal)
+            )
+
+    ratio("local fsync, 1 thread", "audittrail local fsync", NAIVE, 3)
+    ratio("local fsync, threads", "audittrail local fsync, ", NAIVE, 10)
+    ratio("local flush, 1 thread", "audittrail local flush", NAIVE, 20)
+    ratio("local flush, 1 thread", "audittrail local flush", STDLIB, 2)
+    ratio("local batch, 1 thread", "audittrail local batch", NAIVE, 30)
+    ratio("local batch, 1 thread", "audittrail local batch", BARE, 0.6)
+    ratio("local append_events(1000), fsync", "audittrail local fsync, append_events", NAIVE, 50)
+    ratio("S3 batch, 1 thread", "audittrail S3 batch", NAIVE_S3, 50)
+    growth = memory[1] - memory[0]
+    found.append(Target("writer memory", "< 20 MB growth", f"{growth:.1f} MB", growth < 20))
+    speed = scan.full_scan_events_per_second
+    found.append(
+        Target("reader full scan", ">= 150k events/s", f"{speed / 1000:.0f}k/s", speed >= 150_000)
+    )
+    found.append(
+        Target(
+            "reader min_event_id near the end",
+            ">= 20x full scan",
+            f"{scan.tail_speedup:.0f}x",
+            scan.tail_speedup >= 20,
+        )
+    )
+    return found
+
+
+def _with_ratio(value: float, base: float | None, *, lower_is_better: bool = False) -> str:
+    text = f"{value:,.0f}"
+    if base and value:
+        factor = base / value if lower_is_better else value / base
+        text += f" ({factor:.1f}x)"
+    return text
+
+
+def result_rows(results: dict[str, Result]) -> list[list[str]]:
+    """Rows of the main table; events/s and latencies with their ratio to the naive writer."""
+    naive = results.get(NAIVE)
+    rows = []
+    for result in results.values():
+        if result.error:
+            rows.append([result.name, "error: " + result.error[:70], "", "", "", "", ""])
+            continue
+        rows.append(
+            [
+                result.name,
+                f"{result.events:,}",
+                _with_ratio(result.events_per_second, naive.events_per_second if naive else None),
+                f"{result.mb_per_second:.2f}",
+                _with_ratio(result.p50_us, naive.p50_us if naive else None, lower_is_better=True),
+                _with_ratio(result.p99_us, naive.p99_us if naive else None, lower_is_better=True),
+                f"{result.peak_rss_mb:.0f}",
+            ]
+        )
+    return rows
+
+
+def target_rows(found: list[Target]) -> list[list[str]]:
+    """Rows of the target table."""
+    return [[t.configuration, t.goal, t.measured, "yes" if t.met else "NO"] for t in found]
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain table with aligned columns for the terminal."""
+    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
+
+    def render(row: list[str]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+
+    return "\n".join(
+        [render(header), render(["-" * width for width in widths]), *map(render, rows)]
+    )
+
+
+def write_outputs(
+    out: Path, payload: dict[str, Any], markdown: str, results: dict[str, Result]
+) -> list[Path]:
+    """Write ``results.json``, ``results.md`` and ``results.png`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (out / "results.md").write_text(markdown + "\n")
+    draw_chart(results, out / "results.png")
+    return [out / "results.json", out / "results.md", out / "results.png"]
+
+
+def draw_chart(results: dict[str, Result], path: Path) -> None:
+    """Horizontal bars of events/s on a log scale; baselines grey, audittrail blue."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [result for result in results.values() if not result.error][::-1]
+    names = [result.name for result in measured]
+    rates = [result.events_per_second for result in measured]
+    colours = ["#1f77b4" if name.startswith("audittrail") else "#9e9e9e" for name in names]
+    figure, axes = plt.subplots(figsize=(10, 0.45 * len(names) + 1.5))
+    axes.barh(names, rates, color=colours)
+    axes.set_xscale("log")
+    axes.set_xlabel("events per second (log scale)")
+    axes.set_title("audittrail and the alternatives, one harness run on one machine")
+    for position, rate in enumerate(rates):
+        axes.text(rate, position, f" {rate:,.0f}", va="center", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,151 @@
+"""Run one case in a fresh child process and measure it."""
+
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.baselines import plain_fields
+from benchmarks.cases import Case, local_cases, s3_cases
+from benchmarks.workload import WorkloadSpec, line_bytes
+
+
+@dataclass
+class Result:
+    """The figures of one case."""
+
+    name: str
+    events: int
+    seconds: float
+    events_per_second: float
+    mb_per_second: float
+    p50_us: float
+    p99_us: float
+    peak_rss_mb: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a child needs to rebuild and run its case."""
+
+    spec: WorkloadSpec
+    threads: int
+    processes: int
+    s3_events: int
+    workdir: Path
+    context: dict[str, Any]
+
+
+def find_case(name: str, settings: RunSettings) -> Case:
+    """The case called ``name`` (children rebuild cases: builders are not picklable)."""
+    for case in [*local_cases(settings.threads, settings.processes), *s3_cases()]:
+        if case.name == name:
+            return case
+    raise KeyError(name)
+
+
+def _event_count(case: Case, settings: RunSettings) -> int:
+    return min(settings.spec.events, settings.s3_events) if case.s3 else settings.spec.events
+
+
+def _drive(case: Case, settings: RunSettings, root: Path, count: int) -> tuple[float, list[int]]:
+    """Append ``count`` events from ``case.threads`` threads and close the writer.
+
+    Returns the seconds from the first append to the end of ``close()`` and the latency of
+    every call in nanoseconds.
+    """
+    pool = settings.spec.pool()
+    if case.baseline:
+        pool = [plain_fields(fields) for fields in pool]
+    appender = case.build(root, settings.spec.segment_bytes, settings.context)
+    latencies: list[list[int]] = [[] for _ in range(case.threads)]
+
+    def work(worker: int) -> None:
+        mine = [pool[i % len(pool)] for i in range(worker, count, case.threads)]
+        clock, record = time.perf_counter_ns, latencies[worker].append
+        if case.batch > 1:
+            append_many = appender.append_many  # type: ignore[attr-defined]
+            for start in range(0, len(mine), case.batch):
+                began = clock()
+                append_many(mine[start : start + case.batch])
+                record(clock() - began)
+        else:
+            append = appender.append
+            for fields in mine:
+                began = clock()
+                append(fields)
+                record(clock() - began)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(case.threads)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    appender.close()
+    seconds = time.perf_counter() - began
+    return seconds, [latency for per_thread in latencies for latency in per_thread]
+
+
+def _process_worker(
+    name: str, settings: RunSettings, root: Path, count: int, start: Any, results: Any
+) -> None:
+    case = find_case(name, settings)
+    start.wait()
+    results.put(_drive(case, settings, root, count))
+
+
+def _drive_processes(
+    case: Case, settings: RunSettings, root: Path, count: int
+) -> tuple[float, list[int]]:
+    """Like ``_drive`` from ``case.processes`` processes started together; the slowest counts."""
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(case.processes + 1), context.Queue()
+    share = count // case.processes
+    workers = [
+        context.Process(
+            target=_process_worker, args=(case.name, settings, root, share, start, results)
+        )
+        for _ in range(case.processes)
+    ]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    reports = [results.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    return max(seconds for seconds, _ in reports), [n for _, part in reports for n in part]
+
+
+def measure(name: str, settings: RunSettings) -> Result:
+    """Run case ``name`` here (meant to be a fresh child process) and return its figures."""
+    case = find_case(name, settings)
+    count = _event_count(case, settings)
+    root = settings.workdir / f"case-{abs(hash(name)):x}"
+    if case.processes > 1:
+        seconds, latencies = _drive_processes(case, settings, root, count)
+        count = count // case.processes * case.processes
+    else:
+        seconds, latencies = _drive(case, settings, root, count)
+    pool = settings.spec.pool()
+    sizes = [line_bytes(fields) for fields in pool]
+    total_bytes = sum(sizes[i % len(pool)] for i in range(count))
+    ordered = sorted(latencies)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return Result(
+        name=name,
+        events=count,
+        seconds=seconds,
+        events_per_second=count / seconds,
+        mb_per_second=total_bytes / seconds / 1e6,
+        p50_us=ordered[len(ordered) // 2] / 1000,
+        p99_us=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1000,
+        peak_rss_mb=max(own, children) / 1024,
+    )

@@ -1,0 +1,50 @@
+"""Writer memory over a long run, and reader speed over the trail it leaves."""
+
+from __future__ import annotations
+
+import itertools
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from audittrail.reader import AuditTrailReader
+from audittrail.writer import AuditTrailWriter
+from benchmarks.workload import WorkloadSpec
+
+
+@dataclass
+class ScanResult:
+    """Reader figures over a trail of ``events`` events."""
+
+    events: int
+    full_scan_seconds: float
+    full_scan_events_per_second: float
+    tail_query_seconds: float
+    tail_speedup: float
+
+
+def writer_peak_rss_mb(spec: WorkloadSpec, root: Path, events: int) -> float:
+    """Append ``events`` events in batch mode (run in a fresh process); return peak RSS in MB."""
+    pool = spec.pool()
+    with AuditTrailWriter(
+        root_path=root, durability="batch", max_file_size_bytes=spec.segment_bytes
+    ) as writer:
+        for fields in itertools.islice(itertools.cycle(pool), events):
+            writer.append_event(**fields)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def scan(root: Path, tail: int = 1000) -> ScanResult:
+    """Time a full scan, then a ``min_event_id`` query for the last ``tail`` events."""
+    reader = AuditTrailReader(root_path=root)
+    began = time.perf_counter()
+    events = sum(1 for _ in reader.iter_events())
+    full = time.perf_counter() - began
+    last = reader.backend.last_event_id()
+    began = time.perf_counter()
+    found = sum(1 for _ in reader.iter_events(min_event_id=last - tail + 1))
+    partial = time.perf_counter() - began
+    if found != min(tail, events):
+        raise AssertionError(f"tail query found {found} events, expected {min(tail, events)}")
+    return ScanResult(events, full, events / full, partial, full / partial)
