@@ -17,6 +17,7 @@ import math
 import os
 import shlex
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -549,18 +550,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     progress = ProgressBar(args.events, "writing", enabled=show_progress)
     began = time.perf_counter()
-    with AuditTrailWriter(
-        root_path=root,
-        max_file_size_bytes=args.max_file_size_bytes,
-        durability=args.durability,
-        storage_options=storage_options,
-    ) as writer:
-        first = last = None
-        for fields in workload.events(args.events):
-            last = writer.append_event(**fields).event_id
-            first = last if first is None else first
-            progress.advance()
-    progress.close()
+    first = last = None
+    try:
+        with AuditTrailWriter(
+            root_path=root,
+            max_file_size_bytes=args.max_file_size_bytes,
+            durability=args.durability,
+            storage_options=storage_options,
+        ) as writer:
+            for fields in workload.events(args.events):
+                last = writer.append_event(**fields).event_id
+                first = last if first is None else first
+                progress.advance()
+    finally:
+        progress.close()
     writing = time.perf_counter() - began
     _print(
         f"wrote events #{first}..#{last} in {writing:.2f} s "
@@ -651,7 +654,7 @@ def _subcommand(
         name,
         parents=[common],
         help=summary,
-        description=description,
+        description=textwrap.fill(description, 88),
         epilog="examples:\n" + examples,
         formatter_class=_FORMATTER,
     )
@@ -811,7 +814,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--durability",
         choices=[mode.value for mode in Durability],
         default=Durability.FSYNC.value,
-        help="(default: %(default)s)",
+        help="when each append counts as done (default: %(default)s)",
     )
     demo.add_argument(
         "--progress",
