@@ -1,0 +1,194 @@
+"""``index.json`` and the lease protocol that serialises commit sessions across hosts.
+
+The index holds ``last_event_id`` (the counter of the original format) plus:
+
+- ``writer_epoch`` — bumped by every lease acquisition; a writer whose compare-and-swap finds
+  another epoch has been taken over and is fenced;
+- ``lease`` — ``{"expires", "reserved_through"}`` while a session holds the trail: the holder
+  may hand out IDs up to ``reserved_through`` without a request; whoever takes over an expired
+  lease starts above that, so IDs handed out by a zombie are never reused;
+- ``streams`` — ``{"domain/category": [open segment number, its size]}``, so that rotation is
+  decided inside the same compare-and-swap that advances the counter.
+
+Every change is a PUT with ``If-Match: <ETag>`` (``If-None-Match: *`` to create it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from audittrail.backend import StreamKey
+from audittrail.errors import ConflictError, FencedError, StorageError
+from audittrail_s3.store import ObjectStore
+
+log = logging.getLogger("audittrail")
+
+_FIRST_DELAY = 0.004
+_MAX_DELAY = 0.2
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A session's hold on the trail."""
+
+    expires: float
+    reserved_through: int
+
+
+@dataclass(frozen=True)
+class OpenSegment:
+    """The segment of a stream that receives chunks, and its committed size in bytes."""
+
+    number: int
+    size: int
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """The decoded content of ``index.json``."""
+
+    last_event_id: int = 0
+    writer_epoch: int = 0
+    lease: Lease | None = None
+    streams: dict[StreamKey, OpenSegment] = field(default_factory=dict)
+    #: False for an index written by another writer (no ``streams``): reconcile with the data
+    complete: bool = True
+
+    @property
+    def highest_reserved(self) -> int:
+        """The highest ID anybody may have handed out."""
+        reserved = self.lease.reserved_through if self.lease else 0
+        return max(self.last_event_id, reserved)
+
+    def encode(self) -> bytes:
+        """Compact JSON."""
+        document: dict[str, Any] = {
+            "last_event_id": self.last_event_id,
+            "writer_epoch": self.writer_epoch,
+        }
+        if self.lease is not None:
+            document["lease"] = {
+                "expires": self.lease.expires,
+                "reserved_through": self.lease.reserved_through,
+            }
+        document["streams"] = {
+            str(stream): [segment.number, segment.size]
+            for stream, segment in sorted(self.streams.items())
+        }
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, data: bytes, url: str) -> IndexState:
+        """Parse ``index.json``; the original ``{"last_event_id": N}`` gives an incomplete state."""
+        try:
+            document = json.loads(data)
+            lease = document.get("lease")
+            streams = {}
+            for name, (number, size) in document.get("streams", {}).items():
+                domain, category = name.split("/")
+                streams[StreamKey(domain, category)] = OpenSegment(int(number), int(size))
+            return cls(
+                last_event_id=int(document["last_event_id"]),
+                writer_epoch=int(document.get("writer_epoch", 0)),
+                lease=Lease(float(lease["expires"]), int(lease["reserved_through"]))
+                if lease
+                else None,
+                streams=streams,
+                complete="streams" in document,
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StorageError(f"unreadable index.json in {url}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class HeldLease:
+    """A lease this process holds: the state it last wrote and that write's ETag."""
+
+    state: IndexState
+    etag: str
+
+
+class IndexStore:
+    """Reads and compare-and-swaps ``index.json``; remembers the last version seen."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+        self._key = store.location.index_key
+        self._url = store.location.url
+        self._seen: tuple[IndexState, str | None] | None = None
+
+    def read(self) -> tuple[IndexState, str | None]:
+        """The current state and its ETag (``None`` if there is no index yet)."""
+        try:
+            data, etag = self._store.get(self._key)
+        except FileNotFoundError:
+            seen: tuple[IndexState, str | None] = (IndexState(complete=False), None)
+        else:
+            seen = (IndexState.decode(data, self._url), etag)
+        self._seen = seen
+        return seen
+
+    def acquire(self, reserve: int, seconds: float, *, create: bool = False) -> HeldLease:
+        """Take the lease (waiting while another holder's is valid), reserving ``reserve`` IDs.
+
+        An expired lease is taken over: its reserved IDs are skipped, never reused. A missing
+        index is created only with ``create`` (the caller then reconciles it with the data).
+        """
+        state, etag = self._seen or self.read()
+        delay = _FIRST_DELAY
+        while True:
+            if etag is None and not create:
+                raise StorageError(f"{self._key} of {self._url} vanished; reopen the writer")
+            now = time.time()
+            lease = state.lease
+            if lease is not None and lease.expires > now:
+                time.sleep(min(random.uniform(delay / 2, delay), lease.expires - now + 0.001))
+                delay = min(delay * 2, _MAX_DELAY)
+                state, etag = self.read()
+                continue
+            if lease is not None:
+                log.warning(
+                    "taking over the expired lease of writer_epoch %d of %s; IDs %d..%d it "
+                    "reserved are skipped",
+                    state.writer_epoch,
+                    self._url,
+                    state.last_event_id + 1,
+                    lease.reserved_through,
+                )
+            base = state.highest_reserved
+            wanted = replace(
+                state,
+                last_event_id=base,
+                writer_epoch=state.writer_epoch + 1,
+                lease=Lease(round(now + seconds, 3), base + reserve),
+            )
+            try:
+                return HeldLease(wanted, self._write(wanted, etag))
+            except ConflictError:
+                state, etag = self.read()
+                if state == wanted and etag is not None:
+                    return HeldLease(wanted, etag)
+                time.sleep(random.uniform(0, delay))
+
+    def swap(self, held: HeldLease, wanted: IndexState) -> HeldLease:
+        """Replace the state ``held`` wrote by ``wanted``; ``FencedError`` if it was taken over."""
+        try:
+            return HeldLease(wanted, self._write(wanted, held.etag))
+        except ConflictError:
+            current, etag = self.read()
+            if current == wanted and etag is not None:
+                return HeldLease(wanted, etag)
+            raise FencedError(
+                f"the lease of writer_epoch {held.state.writer_epoch} on {self._url} was taken "
+                f"over (writer_epoch is now {current.writer_epoch}); nothing was written"
+            ) from None
+
+    def _write(self, state: IndexState, etag: str | None) -> str:
+        new_etag = self._store.put(self._key, state.encode(), if_match=etag)
+        self._seen = (state, new_etag)
+        return new_etag
