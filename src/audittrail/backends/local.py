@@ -159,13 +159,30 @@ class LocalBackend(Backend):
     def _acquire(self) -> None:
         self._thread_lock.acquire()
         try:
-            if self._lock_fd is None:
-                flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
-                self._lock_fd = os.open(self.root / LOCK_NAME, flags, 0o644)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            while True:
+                if self._lock_fd is None:
+                    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+                    self._lock_fd = os.open(self.root / LOCK_NAME, flags, 0o644)
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                if self._holds_the_lock_file():
+                    return
+                # the lock file was deleted or replaced: a lock on the old one excludes nobody
+                os.close(self._lock_fd)
+                self._lock_fd = None
+                self._known_counter = None
         except BaseException:
             self._thread_lock.release()
             raise
+
+    def _holds_the_lock_file(self) -> bool:
+        """True if the locked descriptor is still the file named ``LOCK_NAME``."""
+        assert self._lock_fd is not None
+        try:
+            named = os.stat(self.root / LOCK_NAME)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(self._lock_fd)
+        return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
 
     def _release(self) -> None:
         try:
