@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,8 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from audittrail import AuditTrailWriter
 from audittrail.encoding import decode_line, encode_body, line_event_id, render_line
 from audittrail.events import AuditEvent, AuditOperation, AuditPayload
+from audittrail.testing import sample_event
 
 json_values = st.recursive(
     st.none()
@@ -102,15 +105,10 @@ def test_event_ids_are_read_from_lines_of_any_field_order() -> None:
     assert line_event_id(b"garbage") is None
 
 
-def test_timestamps_may_be_datetimes() -> None:
+def test_timestamps_may_be_given_as_datetimes() -> None:
     moment = datetime(2024, 5, 1, 12, tzinfo=UTC)
-    event = AuditEvent(
-        event_id=1,
-        timestamp=moment,  # type: ignore[arg-type]
-        domain="d",
-        category="c",
-        model_name="M",
-        operation="delete",  # type: ignore[arg-type]
-        logical_user_id="u",
-    )
-    assert event.timestamp == moment.timestamp()
+    naive_utc = datetime(2024, 5, 1, 12)
+    with AuditTrailWriter(root_path=f"memory://{uuid.uuid4().hex}") as writer:
+        aware = writer.append_event(**sample_event(0, timestamp=moment))
+        naive = writer.append_event(**sample_event(1, timestamp=naive_utc))
+    assert aware.timestamp == naive.timestamp == moment.timestamp()

@@ -10,25 +10,39 @@ from audittrail.errors import InvalidEventError
 from audittrail.events import AuditEvent
 
 _ID_PREFIX = b'{"event_id":'
-_WITHOUT_ID = {"event_id"}
+_SERIALIZER = AuditEvent.__pydantic_serializer__
 
 
 def encode_body(event: AuditEvent) -> bytes:
-    """Serialise ``event`` without its ``event_id``: ``{"timestamp":…}``.
+    """Serialise ``event`` whose ID is not yet known; ``render_line`` puts the real ID in.
 
     The models only admit plain JSON values, so this fails only for text that cannot be
-    encoded (lone surrogates); that raises ``InvalidEventError``.
+    encoded (lone surrogates); that raises ``InvalidEventError``. Non-ASCII text is escaped;
+    the common all-ASCII event is serialised once.
     """
     try:
-        text = event.model_dump_json(exclude_none=True, exclude=_WITHOUT_ID, ensure_ascii=True)
+        body = _SERIALIZER.to_json(event, exclude_none=True)
+        if not body.isascii():
+            body = _SERIALIZER.to_json(event, exclude_none=True, ensure_ascii=True)
+            if b"\\ufffd" in body:
+                _reject_lone_surrogates(event)
     except (PydanticSerializationError, UnicodeError) as exc:
         raise InvalidEventError(f"event is not JSON-serialisable: {exc}") from exc
-    return text.encode("ascii")
+    return body
+
+
+def _reject_lone_surrogates(event: AuditEvent) -> None:
+    """Raise ``UnicodeError`` if ``event`` holds a lone surrogate anywhere.
+
+    pydantic-core refuses them in values but writes one in a ``dict[str, …]`` key as U+FFFD,
+    which would not read back equal; a genuine U+FFFD passes.
+    """
+    json.dumps(event.model_dump(), ensure_ascii=False).encode("utf-8")
 
 
 def render_line(event_id: int, body: bytes) -> bytes:
-    """Join an allocated ``event_id`` and an encoded body into one complete line."""
-    return b"%s%d,%s\n" % (_ID_PREFIX, event_id, body[1:])
+    """Give an encoded body (whose first field is its placeholder ``event_id``) its real ID."""
+    return b"%s%d,%s\n" % (_ID_PREFIX, event_id, body[body.index(b",") + 1 :])
 
 
 def decode_line(line: bytes) -> AuditEvent:

@@ -7,9 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
-
-from audittrail.names import validate_name
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 Record = Mapping[str, Any] | BaseModel
 
@@ -96,7 +94,11 @@ class AuditPayload(BaseModel):
 
 
 class AuditEvent(BaseModel):
-    """One audit event. ``event_id`` is unique and gap-free across the whole trail."""
+    """One audit event. ``event_id`` is unique and gap-free across the whole trail.
+
+    ``domain`` and ``category`` are checked to be safe names by the writer, before an event
+    is built; a reader checks that they match the stream the event was found in.
+    """
 
     model_config = _STRICT_JSON
 
@@ -109,13 +111,3 @@ class AuditEvent(BaseModel):
     logical_user_id: str
     request_id: str | None = None
     payload: AuditPayload | None = None
-
-    @field_validator("domain", "category", mode="before")
-    @classmethod
-    def _safe_name(cls, value: object, info: Any) -> str:
-        return validate_name(info.field_name, value)
-
-    @field_validator("timestamp", mode="before")
-    @classmethod
-    def _unix_seconds(cls, value: object) -> object:
-        return unix_seconds(value) if isinstance(value, datetime) else value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from enum import Enum
 
 from audittrail.errors import InvalidNameError
@@ -17,6 +18,13 @@ def validate_name(kind: str, value: object) -> str:
         value = value.value
     if not isinstance(value, str):
         raise InvalidNameError(f"{kind} must be a string, got {type(value).__name__}")
+    _check_text(kind, str(value))
+    return str(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_text(kind: str, value: str) -> None:
+    """Raise ``InvalidNameError`` unless ``value`` is safe (safe names are remembered)."""
     if not value:
         raise InvalidNameError(f"{kind} must not be empty")
     if value.startswith("."):
@@ -34,4 +42,3 @@ def validate_name(kind: str, value: object) -> str:
         )
     if kind == "domain" and value in RESERVED_DOMAINS:
         raise InvalidNameError(f"domain {value!r} is reserved")
-    return value

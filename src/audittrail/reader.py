@@ -89,7 +89,10 @@ class AuditTrailReader:
         ]
         merged: Iterator[AuditEvent] = heapq.merge(*per_stream, key=lambda e: e.event_id)
         if wanted_domains is None and wanted_categories is None:
-            merged = self._checking_sequence(merged, min_event_id or 1, max_event_id)
+            allocated = self.backend.last_event_id()
+            if max_event_id is not None:
+                allocated = min(allocated, max_event_id)
+            merged = self._checking_sequence(merged, min_event_id or 1, allocated)
         for event in merged:
             if wanted_models is not None and event.model_name not in wanted_models:
                 continue
@@ -100,9 +103,13 @@ class AuditTrailReader:
             yield event
 
     def _checking_sequence(
-        self, events: Iterator[AuditEvent], expected: int, max_event_id: int | None
+        self, events: Iterator[AuditEvent], expected: int, allocated: int
     ) -> Iterator[AuditEvent]:
-        """Pass ``events`` through, recording gaps and duplicates in the ID sequence."""
+        """Pass ``events`` through, recording gaps and duplicates in the ID sequence.
+
+        ``allocated`` is the counter when the scan began: IDs past it that are missing may
+        simply not be written yet, so only IDs up to it count as gaps at the end.
+        """
         previous = expected - 1
         for event in events:
             if event.event_id == previous:
@@ -112,9 +119,6 @@ class AuditTrailReader:
                 self._record_gap(previous + 1, event.event_id - 1)
             previous = max(previous, event.event_id)
             yield event
-        allocated = self.backend.last_event_id()
-        if max_event_id is not None:
-            allocated = min(allocated, max_event_id)
         if allocated > previous:
             self._record_gap(previous + 1, allocated)
 

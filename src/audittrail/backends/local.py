@@ -57,6 +57,11 @@ class _OpenSegment:
     size: int
 
 
+def _datasync(fd: int) -> None:
+    """``fdatasync`` where the platform has it (Linux), ``fsync`` elsewhere (macOS)."""
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -280,7 +285,7 @@ class LocalBackend(Backend):
 
     def _sync(self, segments: Sequence[_OpenSegment]) -> None:
         for segment in segments:
-            os.fdatasync(segment.fd)
+            _datasync(segment.fd)
         for directory in sorted(self._unsynced_directories, key=lambda p: len(p.parts)):
             _fsync_directory(directory)
         self._unsynced_directories.clear()
