@@ -3,15 +3,18 @@ and a fresh trail prefix per test."""
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import pytest
 from _s3_proxy import CountingProxy
+from moto.s3.responses import S3Response
 from moto.server import ThreadedMotoServer
 
 BUCKET = "audittrail-tests"
@@ -39,11 +42,29 @@ def options_for(endpoint: str) -> dict[str, Any]:
     }
 
 
+def _atomic(method: Callable[..., Any]) -> Callable[..., Any]:
+    lock = threading.Lock()
+
+    @functools.wraps(method)
+    def serialised(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return method(*args, **kwargs)
+
+    return serialised
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
+    """The endpoint of a moto server in this process.
+
+    moto 5 checks ``If-Match``/``If-None-Match`` and then stores the object in separate steps,
+    so two concurrent conditional PUTs can both succeed; S3 decides atomically. The server's
+    PutObject handler is serialised here to give it S3's semantics.
+    """
     with pytest.MonkeyPatch.context() as patch:
         for name, value in CREDENTIALS.items():
             patch.setenv(name, value)
+        patch.setattr(S3Response, "put_object", _atomic(S3Response.put_object))
         port = free_port()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()

@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from audittrail_s3.backend import S3Backend
+from audittrail_s3.layout import chunk_name
+from audittrail_s3.store import ObjectStore
 
 from audittrail.backend import StreamKey
 from audittrail.errors import ConflictError
 from audittrail.testing import BackendConformance
-from audittrail_s3.backend import S3Backend
-from audittrail_s3.layout import chunk_name
-from audittrail_s3.store import ObjectStore
 
 
 class TestS3Conformance(BackendConformance):

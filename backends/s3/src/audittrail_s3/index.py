@@ -4,9 +4,9 @@ The index holds ``last_event_id`` (the counter of the original format) plus:
 
 - ``writer_epoch`` — bumped by every lease acquisition; a writer whose compare-and-swap finds
   another epoch has been taken over and is fenced;
-- ``lease`` — ``{"expires", "reserved_through"}`` while a session holds the trail: the holder
-  may hand out IDs up to ``reserved_through`` without a request; whoever takes over an expired
-  lease starts above that, so IDs handed out by a zombie are never reused;
+- ``lease`` — ``{"expires", "reserved_through", "owner"}`` while a session holds the trail: the
+  holder may hand out IDs up to ``reserved_through`` without a request; whoever takes over an
+  expired lease starts above that, so IDs handed out by a zombie are never reused;
 - ``streams`` — ``{"domain/category": [open segment number, its size]}``, so that rotation is
   decided inside the same compare-and-swap that advances the counter.
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import secrets
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -29,7 +30,7 @@ from audittrail_s3.store import ObjectStore
 log = logging.getLogger("audittrail")
 
 _FIRST_DELAY = 0.004
-_MAX_DELAY = 0.2
+_MAX_DELAY = 0.05
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class Lease:
 
     expires: float
     reserved_through: int
+    #: random per acquisition, so that no two acquisitions write the same bytes (same ETag)
+    owner: str
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class IndexState:
             document["lease"] = {
                 "expires": self.lease.expires,
                 "reserved_through": self.lease.reserved_through,
+                "owner": self.lease.owner,
             }
         document["streams"] = {
             str(stream): [segment.number, segment.size]
@@ -95,7 +99,9 @@ class IndexState:
             return cls(
                 last_event_id=int(document["last_event_id"]),
                 writer_epoch=int(document.get("writer_epoch", 0)),
-                lease=Lease(float(lease["expires"]), int(lease["reserved_through"]))
+                lease=Lease(
+                    float(lease["expires"]), int(lease["reserved_through"]), str(lease["owner"])
+                )
                 if lease
                 else None,
                 streams=streams,
@@ -165,7 +171,7 @@ class IndexStore:
                 state,
                 last_event_id=base,
                 writer_epoch=state.writer_epoch + 1,
-                lease=Lease(round(now + seconds, 3), base + reserve),
+                lease=Lease(round(now + seconds, 3), base + reserve, secrets.token_hex(4)),
             )
             try:
                 return HeldLease(wanted, self._write(wanted, etag))

@@ -72,11 +72,10 @@ class Segments:
                 objects = read_objects(self.location, self.store, stream, number)
             if objects is None:
                 break
-            try:
-                keys = segment_keys(self.location, stream, number, objects)
-                return merge_lines(self.store.get_many(keys))
-            except FileNotFoundError:
-                continue
+            keys = segment_keys(self.location, stream, number, objects)
+            bodies = self.store.get_many(keys)
+            if len(bodies) == len(keys):
+                return merge_lines([bodies[key] for key in keys])
         raise FileNotFoundError(
             f"segment {number} of {stream} in {self.location.url} does not exist"
         )
@@ -101,14 +100,15 @@ class Segments:
             objects = read_objects(self.location, self.store, stream, number)
             if objects is None or objects.sealed_size is not None or not objects.chunks:
                 return
+            keys = segment_keys(self.location, stream, number, objects)
             if objects.chunk_bytes >= expected_size or time.monotonic() >= deadline:
-                break
+                fetched = self.store.get_many([key for key in keys if key not in known])
+                fetched.update((key, data) for key, data in known.items() if key in keys)
+                if len(fetched) == len(keys):
+                    break
             time.sleep(_POLL)
-        keys = segment_keys(self.location, stream, number, objects)
-        missing = [key for key in keys if key not in known]
-        fetched = dict(zip(missing, self.store.get_many(missing), strict=True))
         bodies = [
-            self.keep_complete(stream, number, name, known.get(key) or fetched[key])
+            self.keep_complete(stream, number, name, fetched[key])
             for name, key in zip(objects.chunks, keys, strict=True)
         ]
         try:
@@ -132,10 +132,12 @@ class Segments:
 
     def repair_chunks(self, stream: StreamKey, number: int, names: Sequence[str]) -> list[bytes]:
         """Check chunks for a torn tail; a torn chunk is replaced by its complete lines (a new
-        chunk) and the torn bytes go to quarantine. Returns the complete contents."""
-        keys = [self.location.chunk_key(stream, number, name) for name in names]
+        chunk) and the torn bytes go to quarantine. Returns the complete contents of the chunks
+        that still exist."""
+        keys = {self.location.chunk_key(stream, number, name): name for name in names}
         contents = []
-        for name, key, data in zip(names, keys, self.store.get_many(keys), strict=True):
+        for key, data in self.store.get_many(list(keys)).items():
+            name = keys[key]
             complete = self.keep_complete(stream, number, name, data)
             repaired = f"{name.split('.')[0]}.repaired.jsonl"
             if complete != data and repaired != name:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from audittrail.backend import CommitSession, StreamKey, plan_rotation
 from audittrail.encoding import line_event_id
 from audittrail.errors import AuditTrailError
-from audittrail_s3.index import HeldLease, Lease, OpenSegment
+from audittrail_s3.index import HeldLease, OpenSegment
 from audittrail_s3.layout import chunk_name
 
 if TYPE_CHECKING:
@@ -51,9 +51,10 @@ class S3CommitSession(CommitSession):
             wanted = self._next_id + count - 1
             if wanted > state.lease.reserved_through:
                 reserved = state.lease.reserved_through - state.last_event_id
-                lease = Lease(
-                    round(time.time() + backend.lease_seconds, 3),
-                    max(wanted, state.lease.reserved_through + reserved),
+                lease = replace(
+                    state.lease,
+                    expires=round(time.time() + backend.lease_seconds, 3),
+                    reserved_through=max(wanted, state.lease.reserved_through + reserved),
                 )
                 self._held = backend.index.swap(self._held, replace(state, lease=lease))
         first = self._next_id

@@ -55,9 +55,21 @@ class ObjectStore:
 
     # -- many objects ------------------------------------------------------------------------
 
-    def get_many(self, keys: Sequence[str]) -> list[bytes]:
-        """Bodies of several objects, fetched concurrently."""
-        return self._run(lambda: self._gather(self._get_body, keys), "read", ", ".join(keys[:3]))
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """Bodies of several objects, fetched concurrently; keys that do not exist are left out."""
+
+        async def body(key: str) -> bytes | None:
+            try:
+                return await self._get_body(key)
+            except botocore.exceptions.ClientError as exc:
+                if isinstance(self._translate(exc, "read", key), FileNotFoundError):
+                    return None
+                raise
+
+        if not keys:
+            return {}
+        bodies = self._run(lambda: self._gather(body, keys), "read", keys[0])
+        return {key: data for key, data in zip(keys, bodies, strict=True) if data is not None}
 
     def create_many(self, objects: Sequence[tuple[str, bytes]]) -> None:
         """Create several objects concurrently, each with ``If-None-Match: *``.
