@@ -222,3 +222,16 @@ def test_ids_reserved_by_a_writer_that_died_are_reported_as_gaps(tmp_path: Path)
     assert [event.event_id for event in reader.iter_events()] == [1, 2, 6]
     assert reader.report.gaps == [(3, 5), (7, 8)]
     assert not reader.report.clean
+
+
+def test_min_event_id_skips_segments_yet_survives_a_damaged_first_line(tmp_path: Path) -> None:
+    with AuditTrailWriter(root_path=tmp_path, max_file_size_bytes=600) as writer:
+        for i in range(60):
+            writer.append_event(**sample_event(i))
+    stream = tmp_path / "shop" / "orders"
+    segments = sorted(stream.glob("audit-*.jsonl"))
+    assert len(segments) > 8
+    middle = segments[len(segments) // 2]
+    middle.write_bytes(b"{damaged first line}\n" + middle.read_bytes())
+    for low in (1, 17, 30, 45, 59, 60):
+        assert _ids(tmp_path, min_event_id=low) == list(range(low, 61))

@@ -13,11 +13,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from audittrail.backend import Backend, StreamKey
-from audittrail.encoding import decode_line, line_event_id
+from audittrail.encoding import line_event_id
 from audittrail.events import AuditEvent
 from audittrail.registry import open_backend
 
 log = logging.getLogger("audittrail")
+_validate_json = AuditEvent.__pydantic_validator__.validate_json
 
 
 @dataclass
@@ -133,29 +134,37 @@ class AuditTrailReader:
     ) -> Iterator[AuditEvent]:
         numbers = self.backend.list_segments(stream)
         if min_event_id is not None:
-            numbers = self._skip_segments_before(stream, numbers, min_event_id)
+            numbers = numbers[self._first_segment_holding(stream, numbers, min_event_id) :]
+        bounded = min_event_id is not None or max_event_id is not None
+        low, high = min_event_id or 0, max_event_id
         for number in numbers:
             for line in self._lines(stream, number):
-                event_id = line_event_id(line)
-                if min_event_id is not None and event_id is not None and event_id < min_event_id:
-                    continue
-                if max_event_id is not None and event_id is not None and event_id > max_event_id:
-                    return
+                if bounded:
+                    event_id = line_event_id(line)
+                    if event_id is not None:
+                        if event_id < low:
+                            continue
+                        if high is not None and event_id > high:
+                            return
                 event = self._parse(stream, number, line)
                 if event is not None:
                     yield event
 
-    def _skip_segments_before(
-        self, stream: StreamKey, numbers: list[int], event_id: int
-    ) -> list[int]:
-        """Drop the leading segments whose successor starts at or below ``event_id``."""
-        start = 0
-        for position in range(1, len(numbers)):
-            first = self._first_event_id(stream, numbers[position])
-            if first is None or first > event_id:
-                break
-            start = position
-        return numbers[start:]
+    def _first_segment_holding(self, stream: StreamKey, numbers: list[int], event_id: int) -> int:
+        """Position of the last segment starting at or below ``event_id`` (binary search).
+
+        A segment whose first line is unreadable counts as starting too late, which can only
+        make the scan start earlier, never skip an event.
+        """
+        low, high = 0, len(numbers) - 1
+        while low < high:
+            middle = (low + high + 1) // 2
+            first = self._first_event_id(stream, numbers[middle])
+            if first is not None and first <= event_id:
+                low = middle
+            else:
+                high = middle - 1
+        return max(low, 0)
 
     def _first_event_id(self, stream: StreamKey, number: int) -> int | None:
         lines = self.backend.read_segment(stream, number)
@@ -181,7 +190,7 @@ class AuditTrailReader:
             log.warning("skipping torn last line of %s segment %d", stream, number)
             return None
         try:
-            event = decode_line(line)
+            event: AuditEvent = _validate_json(line)
         except (ValidationError, ValueError):
             self.report.malformed_lines += 1
             log.warning("skipping malformed line in %s segment %d", stream, number)
