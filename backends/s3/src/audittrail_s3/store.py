@@ -125,24 +125,7 @@ class ObjectStore:
         return f"s3://{self.location.bucket}/{key}"
 
     def _translate(self, exc: botocore.exceptions.ClientError, action: str, key: str) -> Exception:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if status == 412 or code in _CONFLICT_CODES:
-            return ConflictError(f"precondition failed writing {self._url(key)} ({code})")
-        if code in _MISSING_CODES:
-            return FileNotFoundError(f"{self._url(key)} does not exist")
-        if code == "NoSuchBucket":
-            return StorageError(
-                f"bucket {self.location.bucket!r} of trail {self.location.url} does not exist"
-            )
-        if code in _DENIED_CODES:
-            return StorageError(
-                f"access to {self._url(key)} denied ({code}): check the credentials and "
-                "permissions in storage_options"
-            )
-        message = error.get("Message", str(exc))
-        return StorageError(f"cannot {action} {self._url(key)}: {code} {message}")
+        return translate_error(exc, action, self._url(key), self.location)
 
     async def _client(self) -> Any:
         return await self._fs.set_session()
@@ -198,3 +181,24 @@ class ObjectStore:
                 return await operation(item)
 
         return list(await asyncio.gather(*(bounded(item) for item in items)))
+
+
+def translate_error(
+    exc: botocore.exceptions.ClientError, action: str, url: str, location: TrailLocation
+) -> Exception:
+    """The audittrail exception for an S3 error response to ``action`` on object ``url``."""
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if status == 412 or code in _CONFLICT_CODES:
+        return ConflictError(f"precondition failed writing {url} ({code})")
+    if code in _MISSING_CODES:
+        return FileNotFoundError(f"{url} does not exist")
+    if code == "NoSuchBucket":
+        return StorageError(f"bucket {location.bucket!r} of trail {location.url} does not exist")
+    if code in _DENIED_CODES:
+        return StorageError(
+            f"access to {url} denied ({code}): check the credentials and permissions in "
+            "storage_options"
+        )
+    return StorageError(f"cannot {action} {url}: {code} {error.get('Message', exc)}")

@@ -1,0 +1,103 @@
+"""Errors are typed and name the trail; URLs, the registry and trails of the original format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from audittrail_s3.backend import S3Backend
+from audittrail_s3.layout import TrailLocation
+from audittrail_s3.store import translate_error
+from botocore.exceptions import ClientError
+from conftest import BUCKET, free_port, options_for
+
+from audittrail import (
+    AuditTrailReader,
+    AuditTrailWriter,
+    BackendNotFoundError,
+    ConfigurationError,
+    ConflictError,
+    StorageError,
+    registry,
+)
+from audittrail.registry import open_backend
+from audittrail.testing import sample_event
+
+
+def test_a_missing_bucket_is_a_storage_error_naming_the_url(s3_options: dict[str, Any]) -> None:
+    url = "s3://no-such-audit-bucket/trail"
+    with pytest.raises(StorageError, match=r"no-such-audit-bucket.*does not exist"):
+        AuditTrailWriter(root_path=url, storage_options=s3_options)
+    with pytest.raises(StorageError, match="s3://no-such-audit-bucket"):
+        AuditTrailReader(root_path=url, storage_options=s3_options).streams()
+
+
+def test_an_unreachable_endpoint_is_a_storage_error_naming_the_url() -> None:
+    options = options_for(f"http://127.0.0.1:{free_port()}")
+    options["config_kwargs"] = {"retries": {"max_attempts": 1}, "connect_timeout": 2}
+    url = f"s3://{BUCKET}/unreachable"
+    with pytest.raises(StorageError, match=rf"{url}/index.json.*unreachable"):
+        AuditTrailWriter(root_path=url, storage_options=options)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected", "message"),
+    [
+        ("InvalidAccessKeyId", 403, StorageError, "denied.*credentials"),
+        ("SignatureDoesNotMatch", 403, StorageError, "denied.*credentials"),
+        ("AccessDenied", 403, StorageError, "denied"),
+        ("NoSuchBucket", 404, StorageError, "bucket 'b' of trail s3://b/p does not exist"),
+        ("PreconditionFailed", 412, ConflictError, "precondition failed"),
+        ("ConditionalRequestConflict", 409, ConflictError, "precondition failed"),
+        ("NoSuchKey", 404, FileNotFoundError, "does not exist"),
+        ("InternalError", 500, StorageError, "cannot write s3://b/p/k: InternalError"),
+    ],
+)
+def test_error_responses_map_to_typed_errors(
+    code: str, status: int, expected: type[Exception], message: str
+) -> None:
+    response: Any = {
+        "Error": {"Code": code, "Message": "server says no"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    error = translate_error(
+        ClientError(response, "PutObject"), "write", "s3://b/p/k", TrailLocation.parse("s3://b/p")
+    )
+    assert isinstance(error, expected)
+    with pytest.raises(expected, match=message):
+        raise error
+
+
+def test_urls_and_schemes() -> None:
+    assert isinstance(open_backend(f"s3a://{BUCKET}/x"), S3Backend)
+    assert TrailLocation.parse("s3://bucket").index_key == "index.json"
+    assert TrailLocation.parse("s3://bucket/a/b/").index_key == "a/b/index.json"
+    with pytest.raises(ConfigurationError):
+        TrailLocation.parse("s3:///prefix")
+
+
+def test_without_the_plugin_s3_urls_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "entry_points", lambda **_: [])
+    with pytest.raises(BackendNotFoundError, match="pip install audittrail-s3"):
+        open_backend("s3://bucket/trail")
+
+
+def test_a_trail_of_the_original_format_opens_reads_and_continues(
+    tmp_path: Path, fresh_trail_url: str, s3_options: dict[str, Any]
+) -> None:
+    with AuditTrailWriter(root_path=tmp_path) as local:
+        for i in range(3):
+            local.append_event(**sample_event(i))
+    backend = S3Backend(fresh_trail_url, **s3_options)
+    backend.store.put(backend.location.index_key, b'{"last_event_id": 3}')
+    segment = "shop/orders/audit-000001.jsonl"
+    backend.store.put(backend.location.key(segment), (tmp_path / segment).read_bytes())
+
+    with AuditTrailWriter(root_path=fresh_trail_url, storage_options=s3_options) as writer:
+        assert writer.append_event(**sample_event(3)).event_id == 4
+    reader = AuditTrailReader(root_path=fresh_trail_url, storage_options=s3_options)
+    assert [event.event_id for event in reader.iter_events()] == [1, 2, 3, 4]
+    assert reader.report.clean
+    (stream,) = reader.streams()
+    assert backend.list_segments(stream) == [1, 2]
