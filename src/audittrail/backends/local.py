@@ -143,11 +143,16 @@ class LocalBackend(Backend):
             raise StorageError(f"cannot open trail root {self.root} for writing: {exc}") from exc
         try:
             self._reconcile()
+        except OSError as exc:
+            raise StorageError(f"cannot reconcile trail {self.root} with its data: {exc}") from exc
         finally:
             self._release()
 
     def begin(self, *, max_segment_bytes: int) -> CommitSession:
-        self._acquire()
+        try:
+            self._acquire()
+        except OSError as exc:
+            raise StorageError(f"cannot lock trail {self.root}: {exc}") from exc
         try:
             counter = self._read_counter()
             if counter is None:
@@ -155,6 +160,9 @@ class LocalBackend(Backend):
             elif counter != self._known_counter:
                 self._forget_segments()
                 self._known_counter = counter
+        except OSError as exc:
+            self._release()
+            raise StorageError(f"cannot start a commit on trail {self.root}: {exc}") from exc
         except BaseException:
             self._release()
             raise
@@ -309,11 +317,13 @@ class LocalBackend(Backend):
             counter = self._read_counter()
             if counter is not None and counter != self._read_index():
                 self._write_index(counter)
+        except OSError as exc:
+            raise StorageError(f"cannot write the index of trail {self.root}: {exc}") from exc
+        finally:
             self._forget_segments()
             fd, self._lock_fd = self._lock_fd, None
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
-        finally:
             self._thread_lock.release()
 
     # -- reading -----------------------------------------------------------------------------
@@ -404,18 +414,26 @@ class _LocalSession(CommitSession):
             self._finish()
 
     def _roll_back(self, written: list[tuple[_OpenSegment, int]]) -> None:
-        """Undo a failed commit: cut segments back and return the reserved IDs."""
+        """Undo a failed commit: cut segments back and return the reserved IDs.
+
+        If a segment cannot be cut back, its lines keep their IDs: the counter stays advanced,
+        so no later event can get the same ID.
+        """
         backend = self._backend
+        backend._known_counter = None
+        cut_back = True
         for segment, size in reversed(written):
             try:
                 os.truncate(segment.path, size)
             except OSError:
+                cut_back = False
                 log.exception("could not roll back a failed append of %s", backend.root)
-        try:
-            backend._write_counter(self._start)
-            backend._known_counter = self._start
-        except OSError:
-            backend._known_counter = None
+        if cut_back:
+            try:
+                backend._write_counter(self._start)
+                backend._known_counter = self._start
+            except OSError:
+                log.exception("could not give back IDs reserved in %s", backend.root)
         backend._forget_segments()
 
     def abort(self) -> None:
