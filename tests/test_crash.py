@@ -77,6 +77,8 @@ class CrashRun:
     acknowledged: dict[int, bytes] = field(default_factory=dict)
     #: IDs reserved by killed writers and never acknowledged: the only place gaps may be
     lost: set[int] = field(default_factory=set)
+    #: every ID a killed writer reserved and did not acknowledge, even if reused since
+    ever_lost: set[int] = field(default_factory=set)
     kills: int = 0
     torn_repairs: int = 0
 
@@ -150,6 +152,7 @@ class CrashRun:
             self.acknowledged[event_id] = line
             self.lost.discard(event_id)  # reused after the counter was lost and rebuilt
         self.lost.update(child.reserved - child.acknowledged.keys())
+        self.ever_lost.update(child.reserved - child.acknowledged.keys())
 
     def damage_counters(self) -> None:
         """Leave ``index.json`` and the counter file as a crash or an operator might."""
@@ -182,7 +185,7 @@ class CrashRun:
         for chunk in torn:
             assert b'{"event_id":'.startswith(chunk[:12]) and b"\n" not in chunk, chunk
             event_id = line_event_id(chunk)
-            assert event_id is None or event_id in self.lost, chunk
+            assert event_id is None or event_id in self.ever_lost, chunk
 
         found: dict[int, bytes] = {}
         for stream_dir in sorted(p for p in self.root.glob("*/*") if p.is_dir()):
