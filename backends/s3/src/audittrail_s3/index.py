@@ -195,6 +195,9 @@ class IndexStore:
             ) from None
 
     def _write(self, state: IndexState, etag: str | None) -> str:
-        new_etag = self._store.put(self._key, state.encode(), if_match=etag)
+        try:
+            new_etag = self._store.put(self._key, state.encode(), if_match=etag)
+        except FileNotFoundError:  # If-Match on a deleted index: AWS answers 404, not 412
+            raise ConflictError(f"{self._key} of {self._url} vanished") from None
         self._seen = (state, new_etag)
         return new_etag
