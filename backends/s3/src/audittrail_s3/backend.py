@@ -155,7 +155,7 @@ class S3Backend(Backend):
         highest = state.last_event_id
         streams = dict(state.streams)
         for stream, segments in sorted(self._list_trail().items()):
-            entry = streams.get(stream) if state.complete else None
+            entry = streams.get(stream)
             for number, objects in sorted(segments.items()):
                 if not objects.chunks:
                     continue
@@ -168,10 +168,10 @@ class S3Backend(Backend):
                 else:
                     self.segments.seal(stream, number, 0, {}, 0.0)
             last = max(segments)
-            sealed_open = (
-                last == getattr(entry, "number", 0) and segments[last].sealed_size is not None
+            described = entry is not None and (
+                last < entry.number or (last == entry.number and segments[last].sealed_size is None)
             )
-            if entry is None or last > entry.number or sealed_open:
+            if not described:  # data the index does not know: continue after it, above its IDs
                 lines = self.segments.lines(stream, last, None)
                 ids = [line_event_id(line) for line in lines if line.endswith(b"\n")]
                 highest = max([highest, *(i for i in ids if i is not None)])
