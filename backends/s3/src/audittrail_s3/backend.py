@@ -37,6 +37,8 @@ from audittrail_s3.store import ObjectStore
 
 log = logging.getLogger("audittrail")
 
+#: chunks this process wrote are kept (up to this many bytes) so that sealing need not fetch them
+CACHE_BYTES = 64 * 1024 * 1024
 #: ``(stream, segment number, chunk name, bytes)``
 ChunkUpload = tuple[StreamKey, int, str, bytes]
 #: ``(stream, segment number, committed size)`` of a segment to seal
@@ -119,8 +121,11 @@ class S3Backend(Backend):
             self._touched.add(stream)
         for job in rotated:
             self._seal(job)
-        for stream, number in list(self._written):
-            if streams.get(stream, OpenSegment(0, 0)).number != number:
+        cached = 0
+        for stream, number in reversed(list(self._written)):
+            chunks = self._written[stream, number]
+            cached += sum(len(data) for data in chunks.values())
+            if streams.get(stream, OpenSegment(0, 0)).number != number or cached > CACHE_BYTES:
                 del self._written[stream, number]
 
     def close(self) -> None:

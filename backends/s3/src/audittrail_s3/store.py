@@ -62,9 +62,10 @@ class ObjectStore:
             try:
                 return await self._get_body(key)
             except botocore.exceptions.ClientError as exc:
-                if isinstance(self._translate(exc, "read", key), FileNotFoundError):
+                error = self._translate(exc, "read", key)
+                if isinstance(error, FileNotFoundError):
                     return None
-                raise
+                raise error from exc
 
         if not keys:
             return {}
@@ -83,10 +84,9 @@ class ObjectStore:
             try:
                 await self._put(key, data, None)
             except botocore.exceptions.ClientError as exc:
-                if not isinstance(self._translate(exc, "write", key), ConflictError):
-                    raise
-                if await self._get_body(key) != data:
-                    raise
+                error = self._translate(exc, "write", key)
+                if not isinstance(error, ConflictError) or await self._get_body(key) != data:
+                    raise error from exc
 
         if objects:
             self._run(lambda: self._gather(create, objects), "write", objects[0][0])
@@ -105,14 +105,16 @@ class ObjectStore:
     # -- plumbing ----------------------------------------------------------------------------
 
     def _run(self, factory: Callable[[], Awaitable[T]], action: str, key: str) -> T:
-        async def call() -> T:
-            return await factory()
-
         try:
-            result: T = sync(self._fs.loop, call)
+            result: T = sync(self._fs.loop, factory)
             return result
         except botocore.exceptions.ClientError as exc:
             raise self._translate(exc, action, key) from exc
+        except botocore.exceptions.NoCredentialsError as exc:
+            raise StorageError(
+                f"no credentials to {action} {self._url(key)}: pass key/secret in storage_options "
+                "or configure the AWS credential chain"
+            ) from exc
         except (botocore.exceptions.BotoCoreError, OSError, TimeoutError) as exc:
             if isinstance(exc, FileNotFoundError | StorageError):
                 raise
