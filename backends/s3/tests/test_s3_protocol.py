@@ -173,3 +173,39 @@ def test_a_chunk_uploaded_after_its_segment_was_sealed_is_still_read_in_order(
     with AuditTrailWriter(root_path=fresh_trail_url, storage_options=s3_options) as reopened:
         assert reopened.append_event(**sample_event(4, category="zombie")).event_id == 4
     assert read_ids(fresh_trail_url, s3_options)[0] == [1, 2, 3, 4]
+
+
+def test_batch_and_fsync_writers_interleave_without_gaps(
+    fresh_trail_url: str, s3_options: dict[str, Any]
+) -> None:
+    batch = AuditTrailWriter(
+        root_path=fresh_trail_url,
+        storage_options=s3_options,
+        durability="batch",
+        flush_interval=0.05,
+        flush_max_events=40,
+        max_file_size_bytes=4096,
+    )
+    fsync = AuditTrailWriter(
+        root_path=fresh_trail_url, storage_options=s3_options, max_file_size_bytes=4096
+    )
+
+    def work(writer: AuditTrailWriter, category: str) -> None:
+        for i in range(100):
+            writer.append_event(**sample_event(i, category=category))
+
+    threads = [
+        threading.Thread(target=work, args=(batch, "batched")),
+        threading.Thread(target=work, args=(fsync, "synced")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    batch.close()
+    fsync.close()
+    ids, reader = read_ids(fresh_trail_url, s3_options)
+    assert ids == list(range(1, 201)) and reader.report.clean
+    for category in ("batched", "synced"):
+        stream_ids, _ = read_ids(fresh_trail_url, s3_options, categories=category)
+        assert len(stream_ids) == 100 and stream_ids == sorted(stream_ids)
