@@ -51,14 +51,17 @@ def decode_line(line: bytes) -> AuditEvent:
 
 
 def line_event_id(line: bytes) -> int | None:
-    """Read the ``event_id`` of a line written by any version, without a full parse."""
-    if line.startswith(_ID_PREFIX):
-        end = line.find(b",", len(_ID_PREFIX))
-        digits = line[len(_ID_PREFIX) : end]
-        if end > 0 and digits.isdigit():
-            return int(digits)
+    """Read the ``event_id`` of a line written by any version, without a full parse.
+
+    Returns ``None`` for anything else, however hostile (deep nesting, thousands of digits).
+    """
     try:
+        if line.startswith(_ID_PREFIX):
+            end = line.find(b",", len(_ID_PREFIX))
+            digits = line[len(_ID_PREFIX) : end]
+            if end > 0 and digits.isdigit():
+                return int(digits)
         value = json.loads(line).get("event_id")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     return value if isinstance(value, int) else None

@@ -170,7 +170,7 @@ class AuditTrailReader:
         lines = self.backend.read_segment(stream, number)
         try:
             return line_event_id(next(iter(lines), b""))
-        except FileNotFoundError:
+        except OSError:
             return None
         finally:
             close = getattr(lines, "close", None)
@@ -180,9 +180,9 @@ class AuditTrailReader:
     def _lines(self, stream: StreamKey, number: int) -> Iterator[bytes]:
         try:
             yield from self.backend.read_segment(stream, number)
-        except FileNotFoundError:
+        except OSError as exc:  # deleted, replaced by a directory, unreadable
             self.report.missing_segments += 1
-            log.warning("segment %s/%d vanished while reading", stream, number)
+            log.warning("segment %s/%d vanished while reading: %s", stream, number, exc)
 
     def _parse(self, stream: StreamKey, number: int, line: bytes) -> AuditEvent | None:
         if not line.endswith(b"\n"):

@@ -220,7 +220,7 @@ class LocalBackend(Backend):
             value = json.loads((self.root / INDEX_NAME).read_bytes())["last_event_id"]
         except FileNotFoundError:
             return None
-        except (ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             log.warning("ignoring unreadable %s: %s", self.root / INDEX_NAME, exc)
             return None
         return value if isinstance(value, int) and value >= 0 else None
@@ -330,8 +330,9 @@ class LocalBackend(Backend):
 
     def last_event_id(self) -> int:
         try:
-            text = (self.root / LOCK_NAME).read_bytes().strip()
-        except FileNotFoundError:
+            with open(self.root / LOCK_NAME, "rb") as lock:
+                text = lock.read(64).strip()
+        except OSError:  # missing, or not a file
             text = b""
         counter = int(text) if text.isdigit() else 0
         return max(counter, self._read_index() or 0)
