@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audittrail import AuditTrailReader, AuditTrailWriter
+from audittrail import AuditPayload, AuditTrailReader, AuditTrailWriter
 from audittrail.backends.local import LocalBackend
 from audittrail.errors import AuditTrailError, InvalidEventError, InvalidNameError
 from audittrail.testing import UNSAFE_NAMES, sample_event
@@ -309,3 +309,16 @@ def test_non_ascii_text_and_emoji_read_back_equal(tmp_path: Path) -> None:
             **sample_event(0, model_name="Ördér\U0001f4e6", payload={"after": record})
         )
     assert list(AuditTrailReader(root_path=tmp_path).iter_events()) == [event]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: a payload model changed after validation is not revalidated (revalidating"
+    " every AuditPayload instance costs ~2 us per event); JSON turns NaN into null",
+)
+def test_payload_model_changed_after_validation_is_refused(tmp_path: Path) -> None:
+    payload = AuditPayload.from_create({"id": 1})
+    assert payload.after is not None
+    payload.after["total"] = math.nan
+    with AuditTrailWriter(root_path=tmp_path) as writer, pytest.raises(InvalidEventError):
+        writer.append_event(**sample_event(0, payload=payload))
