@@ -101,3 +101,15 @@ def test_a_trail_of_the_original_format_opens_reads_and_continues(
     assert reader.report.clean
     (stream,) = reader.streams()
     assert backend.list_segments(stream) == [1, 2]
+
+
+def test_storage_options_reach_s3fs_untouched(moto_endpoint: str, fresh_trail_url: str) -> None:
+    options = {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"},
+    }
+    with AuditTrailWriter(root_path=fresh_trail_url, storage_options=options) as writer:
+        assert writer.append_event(**sample_event(0)).event_id == 1
+    reader = AuditTrailReader(root_path=fresh_trail_url, storage_options=options)
+    assert [event.event_id for event in reader.iter_events()] == [1]
