@@ -25,7 +25,7 @@ from audittrail.errors import AuditTrailError, InvalidEventError, InvalidNameErr
 from audittrail.testing import UNSAFE_NAMES, sample_event
 
 FAST = settings(
-    max_examples=120,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -33,40 +33,58 @@ DEEP = settings(FAST, max_examples=1500)
 
 #: every code point, surrogates included
 ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=40)
-NAMES = ANY_TEXT | st.sampled_from(
-    [
-        *UNSAFE_NAMES,
-        "index.json",
-        ".audittrail.lock",
-        "..\\..",
-        "~",
-        "$HOME",
-        "audit-000001.jsonl",
-        "x" * 255,
-        " ",
-        "\n",
-    ]
+#: any text that is valid unicode
+TEXT = st.text(max_size=40)
+HUGE_TEXT = st.builds(str.__mul__, st.sampled_from(["x", "\u00e9", "\U0001f600"]), st.just(200_000))
+NAMES = (
+    st.text(st.characters(exclude_characters="/\\\x00"), min_size=1, max_size=30)
+    | ANY_TEXT
+    | st.sampled_from(
+        [
+            *UNSAFE_NAMES,
+            "index.json",
+            ".audittrail.lock",
+            "..\\..",
+            "~",
+            "$HOME",
+            "audit-000001.jsonl",
+            "x" * 255,
+            " ",
+            "\n",
+        ]
+    )
 )
-LEAVES = (
+JSON_LEAVES = (
     st.none()
     | st.booleans()
     | st.integers()
     | st.integers(min_value=-(2**200), max_value=2**200)
-    | st.floats()  # NaN and ±Infinity included
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | TEXT
+    | HUGE_TEXT
+)
+HOSTILE_LEAVES = (
+    st.floats()  # NaN and ±Infinity included
     | ANY_TEXT
     | st.binary(max_size=8)
     | st.datetimes()
-    | st.builds(str.__mul__, st.sampled_from(["x", "\u00e9", "\U0001f600"]), st.just(200_000))
 )
-KEYS = ANY_TEXT | st.integers() | st.floats() | st.booleans() | st.none()
-JSONISH = st.recursive(
-    LEAVES,
-    lambda children: (
-        st.lists(children, max_size=4)
-        | st.tuples(children, children)
-        | st.dictionaries(KEYS, children, max_size=4)
-    ),
-    max_leaves=12,
+HOSTILE_KEYS = ANY_TEXT | st.integers() | st.floats() | st.booleans() | st.none()
+
+
+def _tree(
+    leaves: st.SearchStrategy[Any], keys: st.SearchStrategy[Any], *, tuples: bool
+) -> st.SearchStrategy[Any]:
+    def containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        lists = st.lists(children, max_size=4) | st.dictionaries(keys, children, max_size=4)
+        return lists | st.tuples(children, children) if tuples else lists
+
+    return st.recursive(leaves, containers, max_leaves=12)
+
+
+#: plain JSON values (which must read back equal), and values with something hostile in them
+JSONISH = _tree(JSON_LEAVES, TEXT, tuples=False) | _tree(
+    JSON_LEAVES | HOSTILE_LEAVES, TEXT | HOSTILE_KEYS, tuples=True
 )
 
 
@@ -88,10 +106,10 @@ def nested(draw: st.DrawFn) -> Any:
 PAYLOADS = st.fixed_dictionaries(
     {},
     optional={
-        "before": st.dictionaries(KEYS, JSONISH, max_size=4),
-        "after": st.dictionaries(KEYS, JSONISH | nested(), max_size=4),
+        "before": st.dictionaries(TEXT | HOSTILE_KEYS, JSONISH, max_size=4),
+        "after": st.dictionaries(TEXT | HOSTILE_KEYS, JSONISH | nested(), max_size=4),
         "delta": st.dictionaries(
-            ANY_TEXT, st.fixed_dictionaries({"old": JSONISH, "new": JSONISH}), max_size=3
+            TEXT | ANY_TEXT, st.fixed_dictionaries({"old": JSONISH, "new": JSONISH}), max_size=3
         ),
     },
 )
@@ -99,13 +117,13 @@ EVENTS = st.fixed_dictionaries(
     {
         "domain": NAMES,
         "category": NAMES,
-        "model_name": ANY_TEXT,
+        "model_name": TEXT | ANY_TEXT,
         "operation": st.sampled_from(["create", "update", "delete"]) | ANY_TEXT,
-        "logical_user_id": ANY_TEXT,
+        "logical_user_id": TEXT | ANY_TEXT,
         "payload": PAYLOADS | st.none(),
     },
     optional={
-        "request_id": ANY_TEXT,
+        "request_id": TEXT | ANY_TEXT,
         "timestamp": st.floats() | st.datetimes(),
     },
 )
