@@ -2,9 +2,10 @@
 
 1. The first ``allocate`` takes the trail's lease with one compare-and-swap of ``index.json``,
    reserving exactly the IDs asked for; later ``allocate`` calls of the same session (the batch
-   committer's) hand out IDs locally and extend the reservation, doubling it, only when it runs
-   out. IDs are final when ``allocate`` returns: a writer taking over an expired lease starts
-   above the reservation, so they are never reused.
+   committer's) hand out IDs locally and extend the reservation (doubling it, plus 64) only
+   when it runs out. IDs are final when ``allocate`` returns: a writer taking over an expired
+   lease starts above the reservation, so they are never reused. ``commit`` gives unused
+   reserved IDs back; only a writer that dies or stalls holding the lease leaves them as a gap.
 2. ``commit`` plans the chunks (rotation from the open segment sizes kept in the index), then
    one compare-and-swap publishes the new counter and sizes and releases the lease. A writer
    whose lease was taken over fails here with ``FencedError`` before writing anything.
@@ -54,7 +55,7 @@ class S3CommitSession(CommitSession):
                 lease = replace(
                     state.lease,
                     expires=round(time.time() + backend.lease_seconds, 3),
-                    reserved_through=max(wanted, state.lease.reserved_through + reserved),
+                    reserved_through=max(wanted, state.lease.reserved_through + reserved + 64),
                 )
                 self._held = backend.index.swap(self._held, replace(state, lease=lease))
         first = self._next_id
