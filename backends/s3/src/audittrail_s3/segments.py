@@ -11,13 +11,14 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from audittrail.backend import StreamKey
 from audittrail.encoding import line_event_id
-from audittrail.errors import ConflictError
+from audittrail.errors import ConflictError, StorageError
 from audittrail_s3.layout import SegmentObjects, TrailLocation
 from audittrail_s3.store import ObjectStore
 
 log = logging.getLogger("audittrail")
 
 _POLL = 0.05
+_GIVE_UP = 30.0
 
 
 def _keyed(data: bytes) -> Iterator[tuple[int, bytes]]:
@@ -106,6 +107,8 @@ class Segments:
                 fetched.update((key, data) for key, data in known.items() if key in keys)
                 if len(fetched) == len(keys):
                     break
+            if time.monotonic() >= deadline + _GIVE_UP:
+                raise StorageError(f"chunks of {stream} segment {number} keep vanishing")
             time.sleep(_POLL)
         bodies = [
             self.keep_complete(stream, number, name, fetched[key])
@@ -130,12 +133,10 @@ class Segments:
         )
         return data[:cut]
 
-    def repair_chunks(self, stream: StreamKey, number: int, names: Sequence[str]) -> list[bytes]:
+    def repair_chunks(self, stream: StreamKey, number: int, names: Sequence[str]) -> None:
         """Check chunks for a torn tail; a torn chunk is replaced by its complete lines (a new
-        chunk) and the torn bytes go to quarantine. Returns the complete contents of the chunks
-        that still exist."""
+        chunk) and the torn bytes go to quarantine."""
         keys = {self.location.chunk_key(stream, number, name): name for name in names}
-        contents = []
         for key, data in self.store.get_many(list(keys)).items():
             name = keys[key]
             complete = self.keep_complete(stream, number, name, data)
@@ -145,5 +146,3 @@ class Segments:
                     replacement = self.location.chunk_key(stream, number, repaired)
                     self.store.create_many([(replacement, complete)])
                 self.store.delete([key])
-            contents.append(complete)
-        return contents
