@@ -1,5 +1,11 @@
 """A real moto S3 server on 127.0.0.1 for the whole session, a counting proxy in front of it,
-and a fresh trail prefix per test."""
+and a fresh trail prefix per test.
+
+To run the same tests against another service (MinIO, R2, Ceph, S3), set
+``AUDITTRAIL_S3_TEST_ENDPOINT`` (and ``AUDITTRAIL_S3_TEST_BUCKET``, an existing bucket, plus the
+usual ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_DEFAULT_REGION``); no moto server
+is started then.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,8 @@ from _s3_proxy import CountingProxy
 from moto.s3.responses import S3Response
 from moto.server import ThreadedMotoServer
 
-BUCKET = "audittrail-tests"
+EXTERNAL_ENDPOINT = os.environ.get("AUDITTRAIL_S3_TEST_ENDPOINT")
+BUCKET = os.environ.get("AUDITTRAIL_S3_TEST_BUCKET", "audittrail-tests")
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -33,7 +40,9 @@ def free_port() -> int:
 
 
 def options_for(endpoint: str) -> dict[str, Any]:
-    """storage_options that reach ``endpoint`` with the fake credentials."""
+    """storage_options that reach ``endpoint`` (with moto's fake credentials unless external)."""
+    if EXTERNAL_ENDPOINT:
+        return {"endpoint_url": endpoint}
     return {
         "key": "testing",
         "secret": "testing",
@@ -54,13 +63,16 @@ def _atomic(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """The endpoint of a moto server in this process.
+def s3_endpoint() -> Iterator[str]:
+    """The endpoint of a moto server in this process (or ``AUDITTRAIL_S3_TEST_ENDPOINT``).
 
     moto 5 checks ``If-Match``/``If-None-Match`` and then stores the object in separate steps,
     so two concurrent conditional PUTs can both succeed; S3 decides atomically. The server's
     PutObject handler is serialised here to give it S3's semantics.
     """
+    if EXTERNAL_ENDPOINT:
+        yield EXTERNAL_ENDPOINT
+        return
     with pytest.MonkeyPatch.context() as patch:
         for name, value in CREDENTIALS.items():
             patch.setenv(name, value)
@@ -76,22 +88,18 @@ def moto_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def proxy(moto_endpoint: str) -> Iterator[CountingProxy]:
-    counting = CountingProxy(moto_endpoint)
+def proxy(s3_endpoint: str) -> Iterator[CountingProxy]:
+    counting = CountingProxy(s3_endpoint)
     counting.start()
     yield counting
     counting.stop()
 
 
 @pytest.fixture
-def s3_options(moto_endpoint: str) -> dict[str, Any]:
-    return options_for(moto_endpoint)
+def s3_options(s3_endpoint: str) -> dict[str, Any]:
+    return options_for(s3_endpoint)
 
 
 @pytest.fixture
-def fresh_trail_url(moto_endpoint: str) -> str:
+def fresh_trail_url(s3_endpoint: str) -> str:
     return f"s3://{BUCKET}/{uuid.uuid4().hex}"
-
-
-def pytest_configure() -> None:
-    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")

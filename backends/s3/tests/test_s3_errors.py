@@ -103,12 +103,11 @@ def test_a_trail_of_the_original_format_opens_reads_and_continues(
     assert backend.list_segments(stream) == [1, 2]
 
 
-def test_storage_options_reach_s3fs_untouched(moto_endpoint: str, fresh_trail_url: str) -> None:
-    options = {
-        "key": "testing",
-        "secret": "testing",
-        "client_kwargs": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"},
-    }
+def test_storage_options_reach_s3fs_untouched(s3_endpoint: str, fresh_trail_url: str) -> None:
+    options = options_for(s3_endpoint)
+    client_kwargs = {**options.get("client_kwargs", {}), "endpoint_url": options["endpoint_url"]}
+    options = {**options, "client_kwargs": client_kwargs}
+    del options["endpoint_url"]
     with AuditTrailWriter(root_path=fresh_trail_url, storage_options=options) as writer:
         assert writer.append_event(**sample_event(0)).event_id == 1
     reader = AuditTrailReader(root_path=fresh_trail_url, storage_options=options)
