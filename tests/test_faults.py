@@ -346,3 +346,52 @@ def test_writer_idle_while_another_process_rotates_overwrites_nothing(tmp_path: 
         assert after[name].startswith(data)  # appended to, never rewritten
     assert all(len(data) <= limit for data in after.values())
     _assert_clean(tmp_path, list(range(1, 37)))
+
+
+# -- a group commit leader interrupted (KeyboardInterrupt / SystemExit from a signal handler) ---
+
+
+def test_interrupted_group_leader_fails_its_followers_instead_of_acknowledging_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = AuditTrailWriter(root_path=tmp_path)
+    real_commit = local._LocalSession.commit
+    first_inside, release_first = threading.Event(), threading.Event()
+    commits = 0
+
+    def commit(session: local._LocalSession, *, sync: bool) -> None:
+        nonlocal commits
+        commits += 1
+        if commits == 1:  # hold the first group while two more callers queue up
+            first_inside.set()
+            release_first.wait(10)
+        elif commits == 2:  # the next leader is interrupted, e.g. by a SIGTERM handler
+            session.abort()
+            raise SystemExit(1)
+        real_commit(session, sync=sync)
+
+    monkeypatch.setattr(local._LocalSession, "commit", commit)
+    outcomes: dict[str, object] = {}
+
+    def append(name: str) -> None:
+        try:
+            outcomes[name] = writer.append_event(**sample_event(0)).event_id
+        except BaseException as exc:
+            outcomes[name] = exc
+
+    first = threading.Thread(target=append, args=("first",))
+    first.start()
+    assert first_inside.wait(10)
+    queued = [threading.Thread(target=append, args=(name,)) for name in ("a", "b")]
+    for thread in queued:
+        thread.start()
+    time.sleep(0.2)  # both are queued behind the first group
+    release_first.set()
+    for thread in [first, *queued]:
+        thread.join(10)
+    assert outcomes["first"] == 1
+    kinds = sorted(type(outcomes[name]).__name__ for name in ("a", "b"))
+    assert kinds == ["AuditTrailError", "SystemExit"]  # the follower fails, the leader exits
+    assert writer.append_event(**sample_event(1)).event_id == 2
+    writer.close()
+    _assert_clean(tmp_path, [1, 2])

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from audittrail.backend import Backend, CommitSession, StreamKey
 from audittrail.encoding import render_line
+from audittrail.errors import AuditTrailError
 from audittrail.events import AuditEvent
 
 log = logging.getLogger("audittrail")
@@ -132,6 +133,11 @@ class GroupCommitter:
             _assign(events, ids)
         except Exception as exc:
             error = exc
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: fail the whole group
+            for request in group:
+                request.error = AuditTrailError(f"commit interrupted by {exc!r}")
+                request.done = True
+            raise
         for request in group:
             request.error = error
             request.done = True
