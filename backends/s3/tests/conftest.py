@@ -66,9 +66,10 @@ def _atomic(method: Callable[..., Any]) -> Callable[..., Any]:
 def s3_endpoint() -> Iterator[str]:
     """The endpoint of a moto server in this process (or ``AUDITTRAIL_S3_TEST_ENDPOINT``).
 
-    moto 5 checks ``If-Match``/``If-None-Match`` and then stores the object in separate steps,
-    so two concurrent conditional PUTs can both succeed; S3 decides atomically. The server's
-    PutObject handler is serialised here to give it S3's semantics.
+    moto 5.2 evaluates ``If-Match``/``If-None-Match`` and then stores the object in separate
+    steps without a lock, so concurrent conditional PUTs are not guaranteed to be decided
+    atomically as S3 decides them (no lost race was observed, but the tests must not depend on
+    timing); the server's PutObject handler is serialised here.
     """
     if EXTERNAL_ENDPOINT:
         yield EXTERNAL_ENDPOINT

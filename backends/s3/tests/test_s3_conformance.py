@@ -3,6 +3,8 @@ conditional writes must be enforced (run this file against MinIO/R2/S3 to check 
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Any
 
 import pytest
@@ -61,3 +63,24 @@ class TestConditionalWrites:
         with pytest.raises(ConflictError):
             store.put(key, b"third", if_match=first)
         assert store.get(key) == (b"second", second)
+
+    def test_concurrent_create_only_puts_of_one_key_have_one_winner(
+        self, store: ObjectStore
+    ) -> None:
+        key = store.location.key("race")
+        start = threading.Barrier(8)
+        winners: list[int] = []
+
+        def race(writer: int) -> None:
+            start.wait()
+            with contextlib.suppress(ConflictError):
+                store.put(key, b"%d" % writer)
+                winners.append(writer)
+
+        threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(winners) == 1
+        assert store.get(key)[0] == b"%d" % winners[0]
