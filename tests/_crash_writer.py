@@ -7,7 +7,8 @@ Every message is one line, written in a single locked ``os.write`` so threads do
 - ``R`` — the writer is open;
 - ``A <first> <last>`` — a commit session reserved these IDs (sent before the counter moves,
   so the parent knows every ID that can reach the disk);
-- ``E <line>`` — an event whose append returned, with the exact line it should have on disk;
+- ``E <line>`` — an event whose append returned (in ``batch`` mode: and a ``flush()`` after
+  it), with the exact line it should have on disk;
 - ``X <error>`` — an append raised, which the crash tests treat as a failure.
 
 With ``SHORT_WRITES`` set, ``os.write`` to segments writes at most a few bytes per call (a legal
@@ -82,6 +83,8 @@ def work(writer: AuditTrailWriter, seed: int, limit: int) -> None:
                 events = writer.append_events(
                     [_fields(rng, limit) for _ in range(rng.randint(2, 6))]
                 )
+            if writer.durability == "batch":
+                writer.flush()
         except Exception as exc:
             report(b"X %s\n" % repr(exc).encode("ascii", "backslashreplace"))
             raise

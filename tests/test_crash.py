@@ -235,6 +235,7 @@ ROUNDS = [
     ("flush", False),
     ("flush", True),
     ("fsync", True),
+    ("batch", False),
 ]
 
 
@@ -253,7 +254,7 @@ def _run(root: Path, seed: int, rounds: list[tuple[str, bool]], kills_per_round:
 
 
 def test_sigkilled_writers_lose_nothing_acknowledged(tmp_path: Path) -> None:
-    run = _run(tmp_path, seed=4, rounds=ROUNDS, kills_per_round=11)
+    run = _run(tmp_path, seed=4, rounds=ROUNDS, kills_per_round=9)
     assert run.kills >= 50
     assert len(run.acknowledged) > 500
 
