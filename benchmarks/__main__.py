@@ -30,7 +30,7 @@ from benchmarks.report import (
     write_outputs,
 )
 from benchmarks.runner import Result, RunSettings, measure
-from benchmarks.scans import ScanResult, scan, writer_peak_rss_mb
+from benchmarks.scans import LongRun, scan, writer_peak_rss_mb
 from benchmarks.workload import WorkloadSpec
 
 DESCRIPTION = """\
@@ -57,6 +57,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--s3-events", type=int, default=2_000, help="events per S3 case")
     parser.add_argument("--memory-events", type=int, default=1_000_000, help="long-run events")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 cases")
+    parser.add_argument(
+        "--only", action="append", metavar="TEXT", help="run only writers whose name contains TEXT"
+    )
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output dir")
     parser.add_argument("--workdir", type=Path, help="where trails are written (default: temp)")
@@ -118,6 +121,19 @@ def _run_cases(settings: RunSettings, names: list[str]) -> dict[str, Result]:
     return results
 
 
+def _long_run(spec: WorkloadSpec, workdir: Path, events: int) -> LongRun:
+    """Writer peak RSS after ``events // 100`` and ``events`` events, then reader scans."""
+    print("  running: writer memory and reader scans", file=sys.stderr, flush=True)
+    small = max(1, events // 100)
+    return LongRun(
+        small,
+        events,
+        _in_child(writer_peak_rss_mb, spec, workdir / "memory-small", small),
+        _in_child(writer_peak_rss_mb, spec, workdir / "memory-large", events),
+        _in_child(scan, workdir / "memory-large"),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the harness; exit 0 when it completed (targets are reported, not enforced)."""
     arguments = _arguments(argv)
@@ -132,34 +148,25 @@ def main(argv: list[str] | None = None) -> int:
             )
             names = [case.name for case in local_cases(arguments.threads, arguments.processes)]
             names += [case.name for case in s3_cases()] if use_s3 else []
+            if arguments.only:
+                names = [name for name in names if any(text in name for text in arguments.only)]
             results = _run_cases(settings, names)
-        print("  running: writer memory and reader scans", file=sys.stderr, flush=True)
-        small_events = max(1, arguments.memory_events // 100)
-        memory = (
-            _in_child(writer_peak_rss_mb, spec, workdir / "memory-small", small_events),
-            _in_child(writer_peak_rss_mb, spec, workdir / "memory-large", arguments.memory_events),
-        )
-        scanned: ScanResult = _in_child(scan, workdir / "memory-large")
+        long_run = None if arguments.only else _long_run(spec, workdir, arguments.memory_events)
     rows = result_rows(results)
-    goals = targets(results, memory, scanned)
-    goal_rows = target_rows(goals)
+    goal_rows = target_rows(targets(results, long_run))
     summary = (
         f"workload: {arguments.events:,} events per case ({arguments.s3_events:,} for S3), "
         f"{arguments.threads} threads in the concurrent rows, segments of "
-        f"{arguments.segment_bytes:,} bytes; writer memory {small_events:,} vs "
-        f"{arguments.memory_events:,} events: {memory[0]:.0f} MB vs {memory[1]:.0f} MB peak RSS; "
-        f"reader over {scanned.events:,} events: full scan {scanned.full_scan_seconds:.2f} s, "
-        f"last 1,000 by min_event_id {scanned.tail_query_seconds * 1000:.1f} ms"
+        f"{arguments.segment_bytes:,} bytes" + (f"; {long_run.describe()}" if long_run else "")
     )
     markdown = "\n\n".join(
         [markdown_table(HEADER, rows), markdown_table(TARGET_HEADER, goal_rows), summary]
     )
     payload = {
-        "settings": {k: str(v) for k, v in vars(arguments).items()},
+        "settings": {key: str(value) for key, value in vars(arguments).items()},
         "results": [asdict(result) for result in results.values()],
-        "writer_memory_mb": {"small": memory[0], "large": memory[1]},
-        "reader": asdict(scanned),
-        "targets": [asdict(goal) for goal in goals],
+        "long_run": asdict(long_run) if long_run else None,
+        "targets": [dict(zip(TARGET_HEADER, row, strict=True)) for row in goal_rows],
         "s3": use_s3,
     }
     written = write_outputs(arguments.out, payload, markdown, results)

@@ -9,7 +9,7 @@ from typing import Any
 
 from benchmarks.cases import BARE, NAIVE, NAIVE_S3, STDLIB
 from benchmarks.runner import Result
-from benchmarks.scans import ScanResult
+from benchmarks.scans import LongRun
 
 HEADER = ["writer", "events", "events/s (x naive)", "MB/s", "p50 us", "p99 us", "peak RSS MB"]
 TARGET_HEADER = ["target", "goal", "measured", "met"]
@@ -33,9 +33,7 @@ def _rate(results: dict[str, Result], prefix: str) -> float | None:
     return None
 
 
-def targets(
-    results: dict[str, Result], memory: tuple[float, float], scan: ScanResult
-) -> list[Target]:
+def targets(results: dict[str, Result], long_run: LongRun | None) -> list[Target]:
     """Evaluate every target this run has figures for."""
     found: list[Target] = []
 
@@ -55,7 +53,9 @@ def targets(
     ratio("local batch, 1 thread", "audittrail local batch", BARE, 0.6)
     ratio("local append_events(1000), fsync", "audittrail local fsync, append_events", NAIVE, 50)
     ratio("S3 batch, 1 thread", "audittrail S3 batch", NAIVE_S3, 50)
-    growth = memory[1] - memory[0]
+    if long_run is None:
+        return found
+    growth, scan = long_run.growth_mb, long_run.scan
     found.append(Target("writer memory", "< 20 MB growth", f"{growth:.1f} MB", growth < 20))
     speed = scan.full_scan_events_per_second
     found.append(

@@ -24,6 +24,31 @@ class ScanResult:
     tail_speedup: float
 
 
+@dataclass
+class LongRun:
+    """Writer memory over a short and a long run, and the reader over the long run's trail."""
+
+    small_events: int
+    large_events: int
+    small_rss_mb: float
+    large_rss_mb: float
+    scan: ScanResult
+
+    @property
+    def growth_mb(self) -> float:
+        """Peak RSS growth from the short to the long run."""
+        return self.large_rss_mb - self.small_rss_mb
+
+    def describe(self) -> str:
+        """One sentence for the summary."""
+        return (
+            f"writer peak RSS {self.small_rss_mb:.0f} MB after {self.small_events:,} events, "
+            f"{self.large_rss_mb:.0f} MB after {self.large_events:,}; reader over "
+            f"{self.scan.events:,} events: full scan {self.scan.full_scan_seconds:.2f} s, "
+            f"the last 1,000 by min_event_id in {self.scan.tail_query_seconds * 1000:.1f} ms"
+        )
+
+
 def writer_peak_rss_mb(spec: WorkloadSpec, root: Path, events: int) -> float:
     """Append ``events`` events in batch mode (run in a fresh process); return peak RSS in MB."""
     pool = spec.pool()

@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 SEGMENT_PATTERN = re.compile(r"audit-(\d{6,})\.jsonl")
 INDEX_NAME = "index.json"
@@ -27,8 +26,7 @@ class Durability(StrEnum):
     BATCH = "batch"
 
 
-@dataclass(frozen=True, order=True)
-class StreamKey:
+class StreamKey(NamedTuple):
     """One ``<domain>/<category>`` pair of a trail."""
 
     domain: str

@@ -12,9 +12,8 @@ import logging
 import threading
 import time
 import weakref
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from audittrail.backend import Backend, CommitSession, StreamKey
 from audittrail.encoding import render_line
@@ -24,8 +23,7 @@ from audittrail.events import AuditEvent
 log = logging.getLogger("audittrail")
 
 
-@dataclass
-class PreparedEvent:
+class PreparedEvent(NamedTuple):
     """A validated event and its encoded body, waiting for an ID."""
 
     stream: StreamKey
@@ -33,28 +31,38 @@ class PreparedEvent:
     body: bytes
 
 
-def _stage(session: CommitSession, events: Sequence[PreparedEvent]) -> list[int]:
+def _stage(session: CommitSession, events: Sequence[PreparedEvent]) -> range:
     """Allocate IDs for ``events`` and queue their lines in ``session``; return the IDs."""
     first = session.allocate(len(events))
-    ids = list(range(first, first + len(events)))
-    by_stream: dict[StreamKey, list[bytes]] = defaultdict(list)
-    for event_id, prepared in zip(ids, events, strict=True):
-        by_stream[prepared.stream].append(render_line(event_id, prepared.body))
+    ids = range(first, first + len(events))
+    by_stream: dict[StreamKey, list[bytes]] = {}
+    for event_id, (stream, _, body) in zip(ids, events, strict=True):
+        line = render_line(event_id, body)
+        lines = by_stream.get(stream)
+        if lines is None:
+            by_stream[stream] = [line]
+        else:
+            lines.append(line)
     for stream, lines in by_stream.items():
         session.append(stream, lines)
     return ids
 
 
-def _assign(events: Sequence[PreparedEvent], ids: Sequence[int]) -> None:
+def _assign(events: Sequence[PreparedEvent], ids: range) -> None:
+    """Give each committed event its ID (set directly: the model is already validated)."""
     for event_id, prepared in zip(ids, events, strict=True):
-        prepared.event.event_id = event_id
+        object.__setattr__(prepared.event, "event_id", event_id)
 
 
-@dataclass
 class _Request:
-    events: Sequence[PreparedEvent]
-    done: bool = False
-    error: BaseException | None = None
+    """One caller's events, waiting in the group-commit queue."""
+
+    __slots__ = ("done", "error", "events")
+
+    def __init__(self, events: Sequence[PreparedEvent]) -> None:
+        self.events = events
+        self.done = False
+        self.error: BaseException | None = None
 
 
 #: how long a leader may wait for concurrent callers, as a share of the last commit's duration
@@ -78,7 +86,7 @@ class GroupCommitter:
         self._sync = sync
         self._queue: list[_Request] = []
         self._leader_active = False
-        self._changed = threading.Condition()
+        self._changed = threading.Condition(threading.Lock())
         self._last_group_size = 1
         self._last_commit_seconds = 0.0
 

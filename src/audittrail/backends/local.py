@@ -188,14 +188,10 @@ class LocalBackend(Backend):
             raise
 
     def _holds_the_lock_file(self) -> bool:
-        """True if the locked descriptor is still the file named ``LOCK_NAME``."""
+        """True if the locked descriptor is still a file with a name: one deleted or replaced
+        by a rename has no link left, and a lock on it excludes nobody."""
         assert self._lock_fd is not None
-        try:
-            named = os.stat(self.root / LOCK_NAME)
-        except FileNotFoundError:
-            return False
-        held = os.fstat(self._lock_fd)
-        return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
+        return os.fstat(self._lock_fd).st_nlink > 0
 
     def _release(self) -> None:
         try:
