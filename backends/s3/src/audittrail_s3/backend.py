@@ -31,7 +31,7 @@ from audittrail.encoding import line_event_id
 from audittrail.errors import AuditTrailError, ConflictError, StorageError
 from audittrail_s3.index import HeldLease, IndexState, IndexStore, OpenSegment
 from audittrail_s3.layout import TrailListing, TrailLocation
-from audittrail_s3.segments import Segments
+from audittrail_s3.segments import Segments, read_objects
 from audittrail_s3.session import S3CommitSession
 from audittrail_s3.store import ObjectStore
 
@@ -202,6 +202,16 @@ class S3Backend(Backend):
     def read_segment(self, stream: StreamKey, number: int) -> Iterator[bytes]:
         listing = self._recent_listing() or {}
         yield from self.segments.lines(stream, number, listing.get(stream, {}).get(number))
+
+    def segment_size(self, stream: StreamKey, number: int) -> int:
+        """Bytes stored for a segment (sealed object plus chunks), from a listing."""
+        listing = self._recent_listing() or {}
+        objects = listing.get(stream, {}).get(number)
+        if objects is None:
+            objects = read_objects(self.location, self.store, stream, number)
+        if objects is None:
+            raise FileNotFoundError(f"segment {number} of {stream} in {self.url} does not exist")
+        return (objects.sealed_size or 0) + objects.chunk_bytes
 
     def _list_trail(self) -> TrailListing:
         listing = self.location.parse_listing(self.store.list_keys(self.location.root))
