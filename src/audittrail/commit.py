@@ -86,46 +86,65 @@ class GroupCommitter:
         self._sync = sync
         self._queue: list[_Request] = []
         self._leader_active = False
-        self._changed = threading.Condition(threading.Lock())
+        self._gathering = False
+        self._followers = 0
+        lock = threading.Lock()
+        self._group_done = threading.Condition(lock)
+        self._caller_joined = threading.Condition(lock)
         self._last_group_size = 1
         self._last_commit_seconds = 0.0
 
     def submit(self, events: Sequence[PreparedEvent]) -> None:
         request = _Request(events)
-        group: list[_Request] = []
-        with self._changed:
+        with self._group_done:
             self._queue.append(request)
             if self._leader_active:
-                self._changed.notify_all()
-            while self._leader_active and not request.done:
-                self._changed.wait()
-            if not request.done:
+                self._follow(request)
+            if request.done:
+                group = None
+            else:
                 self._leader_active = True
                 self._gather()
                 group, self._queue = self._queue, []
-        if group:
+        if group is not None:
             try:
                 began = time.monotonic()
                 self._commit(group)
                 self._last_commit_seconds = time.monotonic() - began
                 self._last_group_size = len(group)
             finally:
-                with self._changed:
+                with self._group_done:
                     self._leader_active = False
-                    self._changed.notify_all()
+                    if self._followers:
+                        self._group_done.notify_all()
         if request.error is not None:
             raise request.error
+
+    def _follow(self, request: _Request) -> None:
+        """Wait until a leader has committed ``request`` or nobody leads any more."""
+        if self._gathering:
+            self._caller_joined.notify()
+        self._followers += 1
+        try:
+            while self._leader_active and not request.done:
+                self._group_done.wait()
+        finally:
+            self._followers -= 1
 
     def _gather(self) -> None:
         """As the new leader, wait briefly for the callers that joined the last group."""
         if self._last_group_size < 2:
             return
         deadline = time.monotonic() + min(GATHER_LIMIT, GATHER_SHARE * self._last_commit_seconds)
-        while len(self._queue) < self._last_group_size:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            self._changed.wait(remaining)
+        self._gathering = True
+        try:
+            while len(self._queue) < self._last_group_size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._caller_joined.wait(remaining)
+        finally:
+            self._gathering = False
 
     def _commit(self, group: list[_Request]) -> None:
         events = [prepared for request in group for prepared in request.events]
