@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -11,9 +12,16 @@ from _s3_proxy import CountingProxy
 from _s3_workers import append_events
 from audittrail_s3.backend import S3Backend
 from audittrail_s3.session import S3CommitSession
+from audittrail_s3.store import ObjectStore
 from conftest import options_for
 
-from audittrail import AuditPayload, AuditTrailReader, AuditTrailWriter, FencedError
+from audittrail import (
+    AuditPayload,
+    AuditTrailReader,
+    AuditTrailWriter,
+    FencedError,
+    StorageError,
+)
 from audittrail.backend import StreamKey
 from audittrail.testing import sample_event
 
@@ -209,3 +217,28 @@ def test_batch_and_fsync_writers_interleave_without_gaps(
     for category in ("batched", "synced"):
         stream_ids, _ = read_ids(fresh_trail_url, s3_options, categories=category)
         assert len(stream_ids) == 100 and stream_ids == sorted(stream_ids)
+
+
+def test_a_commit_that_failed_midway_does_not_block_the_next_one(
+    fresh_trail_url: str, s3_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = AuditTrailWriter(root_path=fresh_trail_url, storage_options=s3_options)
+    assert writer.append_event(**sample_event(0)).event_id == 1
+    original_put = ObjectStore.put
+    failures = []
+
+    def put_failing_once(self: ObjectStore, key: str, data: bytes, **kwargs: Any) -> str:
+        if key.endswith("index.json") and b'"lease"' not in data and not failures:
+            failures.append(key)
+            raise StorageError("connection reset while publishing")
+        return original_put(self, key, data, **kwargs)
+
+    monkeypatch.setattr(ObjectStore, "put", put_failing_once)
+    with pytest.raises(StorageError, match="connection reset"):
+        writer.append_event(**sample_event(1))
+    started = time.monotonic()
+    assert writer.append_event(**sample_event(2)).event_id == 3
+    assert time.monotonic() - started < S3Backend.lease_seconds / 2
+    writer.close()
+    ids, reader = read_ids(fresh_trail_url, s3_options)
+    assert ids == [1, 3] and reader.report.gaps == [(2, 2)]

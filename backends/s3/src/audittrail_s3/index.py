@@ -127,6 +127,9 @@ class IndexStore:
         self._key = store.location.index_key
         self._url = store.location.url
         self._seen: tuple[IndexState, str | None] | None = None
+        #: owner token of the lease this process last wrote; a session that failed without
+        #: knowing whether its last write landed may have left it behind
+        self._owned: str | None = None
 
     def read(self) -> tuple[IndexState, str | None]:
         """The current state and its ETag (``None`` if there is no index yet)."""
@@ -142,8 +145,9 @@ class IndexStore:
     def acquire(self, reserve: int, seconds: float, *, create: bool = False) -> HeldLease:
         """Take the lease (waiting while another holder's is valid), reserving ``reserve`` IDs.
 
-        An expired lease is taken over: its reserved IDs are skipped, never reused. A missing
-        index is created only with ``create`` (the caller then reconciles it with the data).
+        An expired lease, or one this process left behind, is taken over: its reserved IDs are
+        skipped, never reused. A missing index is created only with ``create`` (the caller then
+        reconciles it with the data).
         """
         state, etag = self._seen or self.read()
         delay = _FIRST_DELAY
@@ -152,15 +156,17 @@ class IndexStore:
                 raise StorageError(f"{self._key} of {self._url} vanished; reopen the writer")
             now = time.time()
             lease = state.lease
-            if lease is not None and lease.expires > now:
+            mine = lease is not None and lease.owner == self._owned
+            if lease is not None and lease.expires > now and not mine:
                 time.sleep(min(random.uniform(delay / 2, delay), lease.expires - now + 0.001))
                 delay = min(delay * 2, _MAX_DELAY)
                 state, etag = self.read()
                 continue
             if lease is not None:
                 log.warning(
-                    "taking over the expired lease of writer_epoch %d of %s; IDs %d..%d it "
+                    "taking over the %s lease of writer_epoch %d of %s; IDs %d..%d it "
                     "reserved are skipped",
+                    "unfinished own" if mine else "expired",
                     state.writer_epoch,
                     self._url,
                     state.last_event_id + 1,
@@ -200,4 +206,5 @@ class IndexStore:
         except FileNotFoundError:  # If-Match on a deleted index: AWS answers 404, not 412
             raise ConflictError(f"{self._key} of {self._url} vanished") from None
         self._seen = (state, new_etag)
+        self._owned = state.lease.owner if state.lease else None
         return new_etag
