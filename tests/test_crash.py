@@ -80,16 +80,13 @@ class CrashRun:
     #: every ID a killed writer reserved and did not acknowledge, even if reused since
     ever_lost: set[int] = field(default_factory=set)
     kills: int = 0
-    torn_repairs: int = 0
+    quarantined: int = 0
 
     def round(self, *, kills: int, durability: str, short_writes: bool) -> None:
         selector = selectors.DefaultSelector()
         children: dict[int, Child] = {}
-        started = 0
 
         def spawn() -> None:
-            nonlocal started
-            started += 1
             process = subprocess.Popen(
                 [
                     sys.executable,
@@ -120,33 +117,43 @@ class CrashRun:
             del children[child.process.pid]
             self._collect(child)
 
-        for _ in range(2):
-            spawn()
         killed = 0
         deadline = time.monotonic() + STARTUP_TIMEOUT * kills
-        while killed < kills:
-            assert time.monotonic() < deadline, "writers stopped making progress"
-            for key, _ in selector.select(timeout=0.01):
-                child = children[key.data]
-                data = os.read(key.fd, 1 << 16)
-                if data:
-                    child.receive(data)
-                    if child.kill_at is None and child.ready:
-                        child.kill_at = time.monotonic() + self.rng.uniform(0.0, 0.25)
-                else:
-                    child.process.wait()
-                    raise AssertionError(f"writer exited by itself: {child.process.returncode}")
-            now = time.monotonic()
-            for child in [c for c in children.values() if c.kill_at and c.kill_at <= now]:
-                kill(child)
-                killed += 1
-                if killed + len(children) < kills:
-                    spawn()
-        assert not children
+        try:
+            for _ in range(2):
+                spawn()
+            while killed < kills:
+                self._step(selector, children)
+                now = time.monotonic()
+                for child in [c for c in children.values() if c.kill_at and c.kill_at <= now]:
+                    kill(child)
+                    killed += 1
+                    if killed + len(children) < kills:
+                        spawn()
+                assert time.monotonic() < deadline, "writers stopped making progress"
+        finally:
+            for child in list(children.values()):  # never leave a writer behind
+                child.process.kill()
+                child.process.wait()
+                assert child.process.stdout is not None
+                child.process.stdout.close()
         self.kills += killed
         selector.close()
 
+    def _step(self, selector: selectors.BaseSelector, children: dict[int, Child]) -> None:
+        """Take in whatever the writers sent; arm a writer's kill once it is open."""
+        for key, _ in selector.select(timeout=0.01):
+            child = children[key.data]
+            data = os.read(key.fd, 1 << 16)
+            if not data:
+                child.process.wait()
+                raise AssertionError(f"writer exited by itself: {child.process.returncode}")
+            child.receive(data)
+            if child.kill_at is None and child.ready:
+                child.kill_at = time.monotonic() + self.rng.uniform(0.0, 0.25)
+
     def _collect(self, child: Child) -> None:
+        """Take over what a killed writer acknowledged and reserved."""
         for event_id, line in child.acknowledged.items():
             assert event_id not in self.acknowledged, f"ID {event_id} acknowledged twice"
             self.acknowledged[event_id] = line
@@ -180,7 +187,7 @@ class CrashRun:
         torn_before = _torn_bytes(self.root)
         AuditTrailWriter(root_path=self.root).close()
         torn = _torn_bytes(self.root)
-        self.torn_repairs = len(torn)
+        self.quarantined = len(torn)
         assert set(torn_before) <= set(torn)
         for chunk in torn:
             assert b'{"event_id":'.startswith(chunk[:12]) and b"\n" not in chunk, chunk
@@ -248,7 +255,7 @@ def _run(root: Path, seed: int, rounds: list[tuple[str, bool]], kills_per_round:
     run.check()
     print(
         f"crash run: {run.kills} kills, {len(run.acknowledged)} acknowledged events,"
-        f" {len(run.lost)} IDs reserved and lost, {run.torn_repairs} torn tails repaired"
+        f" {len(run.lost)} IDs reserved and lost, {run.quarantined} torn tails quarantined"
     )
     return run
 
