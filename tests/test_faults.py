@@ -395,3 +395,26 @@ def test_interrupted_group_leader_fails_its_followers_instead_of_acknowledging_t
     assert writer.append_event(**sample_event(1)).event_id == 2
     writer.close()
     _assert_clean(tmp_path, [1, 2])
+
+
+def test_lock_file_that_cannot_be_opened_is_a_storage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        "audittrail.backends.local.os.open", _fail_open_of(local.LOCK_NAME, _denied)
+    )
+    with pytest.raises(StorageError, match="Permission denied"):
+        AuditTrailWriter(root_path=tmp_path)
+
+
+def test_stream_directory_that_cannot_be_created_is_a_storage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with AuditTrailWriter(root_path=tmp_path) as writer:
+        writer.append_event(**sample_event(0))
+        monkeypatch.setattr("audittrail.backends.local.os.mkdir", _denied)
+        with pytest.raises(StorageError, match="Permission denied"):
+            writer.append_events([sample_event(1), sample_event(2, domain="billing")])
+        monkeypatch.undo()
+        assert writer.append_event(**sample_event(3, domain="billing")).event_id == 2
+    _assert_clean(tmp_path, [1, 2])
