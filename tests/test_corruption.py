@@ -81,8 +81,11 @@ SAFE_DAMAGE = st.one_of(
     st.tuples(st.just("foreign"), st.sampled_from(["", "shop", "shop/orders"]), GARBAGE),
     st.tuples(st.just("segment_dir"), st.sampled_from(STREAMS), st.integers(1, 40)),
 )
-DAMAGE = SAFE_DAMAGE | st.tuples(
-    st.just("flip"), st.integers(0), st.integers(0), st.integers(1, 255)
+FLIP = st.tuples(st.just("flip"), st.integers(0), st.integers(0), st.integers(1, 255))
+DAMAGE = SAFE_DAMAGE | FLIP
+#: for bounded reads: any damage, but at most one flipped byte (two can forge a whole order)
+BOUNDED_DAMAGE = st.builds(
+    list.__add__, st.lists(SAFE_DAMAGE, max_size=5), st.lists(FLIP, max_size=1)
 )
 
 
@@ -157,8 +160,8 @@ def _check_full_read(template: Path, root: Path) -> None:
     report = reader.report
     assert len(events) + report.malformed_lines + report.torn_lines == total
     assert report.missing_segments == 0
-    bounded = AuditTrailReader(root_path=root)  # a damaged ID may hide events from it, but
-    list(bounded.iter_events(min_event_id=20, max_event_id=40))  # it never raises
+    bounded = AuditTrailReader(root_path=root)  # several damaged IDs may hide events from
+    list(bounded.iter_events(min_event_id=20, max_event_id=40))  # it, but it never raises
 
 
 def _check_bounded_read(template: Path, root: Path, low: int, high: int) -> None:
@@ -183,14 +186,15 @@ def test_reader_yields_every_intact_event_and_counts_the_rest(
 
 @FAST
 @given(
-    damages=st.lists(SAFE_DAMAGE, min_size=1, max_size=6),
+    damages=BOUNDED_DAMAGE,
     low=st.integers(1, 60),
     span=st.integers(0, 60),
 )
 def test_bounded_read_yields_every_intact_event_in_range(
     template: Path, copy_of: Any, damages: list[tuple[Any, ...]], low: int, span: int
 ) -> None:
-    """Damage that leaves IDs alone (bounded reads trust ID order to skip segments)."""
+    """Bounded reads trust ID order to skip segments and stop early; one damaged ID must not
+    hide intact events from them."""
     root = copy_of()
     for damage in damages:
         _damage(root, damage)
@@ -212,7 +216,7 @@ def test_reader_against_random_damage_deep(
 @pytest.mark.slow
 @DEEP
 @given(
-    damages=st.lists(SAFE_DAMAGE, min_size=1, max_size=12),
+    damages=BOUNDED_DAMAGE,
     low=st.integers(1, 60),
     span=st.integers(0, 60),
 )
@@ -302,3 +306,36 @@ def test_hostile_last_line_does_not_stop_reader_or_writer(
     assert reader.report.malformed_lines == 1
     with AuditTrailWriter(root_path=root) as writer:
         assert writer.append_event(**sample_event(0)).event_id == 61
+
+
+def _set_id(path: Path, line_number: int, event_id: int) -> int:
+    """Rewrite the ``event_id`` of one line (a damaged ID that still parses); return the old."""
+    lines = _lines(path.read_bytes())
+    old = decode_line(lines[line_number]).event_id
+    lines[line_number] = lines[line_number].replace(b":%d," % old, b":%d," % event_id, 1)
+    path.write_bytes(b"".join(lines))
+    return old
+
+
+@pytest.mark.parametrize("line_number", [0, 1])
+def test_one_id_damaged_upwards_hides_nothing_from_a_max_event_id_read(
+    template: Path, copy_of: Any, line_number: int
+) -> None:
+    root = copy_of()
+    second = sorted((root / "shop" / "orders").glob("audit-*.jsonl"))[1]
+    damaged = _set_id(second, line_number, 999)
+    reader = AuditTrailReader(root_path=root)
+    ids = [event.event_id for event in reader.iter_events(max_event_id=45)]
+    assert ids == [i for i in range(1, 46) if i != damaged]
+
+
+def test_first_id_of_a_segment_damaged_downwards_hides_nothing_from_a_min_event_id_read(
+    template: Path, copy_of: Any
+) -> None:
+    root = copy_of()
+    segments = sorted((root / "shop" / "orders").glob("audit-*.jsonl"))
+    damaged = _set_id(segments[2], 0, 2)
+    low = damaged - 4  # held by the segment before the damaged one
+    reader = AuditTrailReader(root_path=root)
+    ids = [event.event_id for event in reader.iter_events(min_event_id=low)]
+    assert ids == [i for i in range(low, 61) if i != damaged]

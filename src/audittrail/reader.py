@@ -137,6 +137,7 @@ class AuditTrailReader:
             numbers = numbers[self._first_segment_holding(stream, numbers, min_event_id) :]
         bounded = min_event_id is not None or max_event_id is not None
         low, high = min_event_id or 0, max_event_id
+        past_high = False  # one ID past the range may be a damaged one: stop at the second
         for number in numbers:
             for line in self._lines(stream, number):
                 if bounded:
@@ -145,7 +146,11 @@ class AuditTrailReader:
                         if event_id < low:
                             continue
                         if high is not None and event_id > high:
-                            return
+                            if past_high:
+                                return
+                            past_high = True
+                            continue
+                        past_high = False
                 event = self._parse(stream, number, line)
                 if event is not None:
                     yield event
@@ -154,7 +159,8 @@ class AuditTrailReader:
         """Position of the last segment starting at or below ``event_id`` (binary search).
 
         A segment whose first line is unreadable counts as starting too late, which can only
-        make the scan start earlier, never skip an event.
+        make the scan start earlier, never skip an event; so does stepping back while the
+        previous segment does not start lower, as a damaged first ID can make it seem to.
         """
         low, high = 0, len(numbers) - 1
         while low < high:
@@ -164,7 +170,13 @@ class AuditTrailReader:
                 low = middle
             else:
                 high = middle - 1
-        return max(low, 0)
+        first = self._first_event_id(stream, numbers[low]) if low > 0 else None
+        while low > 0:
+            previous = self._first_event_id(stream, numbers[low - 1])
+            if previous is not None and first is not None and previous < first:
+                break
+            low, first = low - 1, previous
+        return low
 
     def _first_event_id(self, stream: StreamKey, number: int) -> int | None:
         lines = self.backend.read_segment(stream, number)
