@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ from audittrail.errors import StorageError
 LOCK_NAME = ".audittrail.lock"
 TORN_SUFFIX = ".torn"
 INDEX_REFRESH_SECONDS = 1.0
+#: segments of different streams written in one commit are synced by up to this many threads
+SYNC_THREADS = 8
 _TAIL_CHUNK = 64 * 1024
 
 log = logging.getLogger("audittrail")
@@ -130,6 +133,7 @@ class LocalBackend(Backend):
         self._retired: list[_OpenSegment] = []
         self._unsynced_directories: set[Path] = set()
         self._index_written_at = 0.0
+        self._sync_pool: ThreadPoolExecutor | None = None
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -288,8 +292,16 @@ class LocalBackend(Backend):
         return segment
 
     def _sync(self, segments: Sequence[_OpenSegment]) -> None:
-        for segment in segments:
-            _datasync(segment.fd)
+        """Make the written segments and new directories durable; several segments are
+        synced at once (one thread each), so their flushes overlap instead of queueing."""
+        descriptors = list(dict.fromkeys(segment.fd for segment in segments))
+        if len(descriptors) == 1:
+            _datasync(descriptors[0])
+        elif descriptors:
+            if self._sync_pool is None:
+                self._sync_pool = ThreadPoolExecutor(SYNC_THREADS, "audittrail-sync")
+            for done in [self._sync_pool.submit(_datasync, fd) for fd in descriptors]:
+                done.result()
         for directory in sorted(self._unsynced_directories, key=lambda p: len(p.parts)):
             _fsync_directory(directory)
         self._unsynced_directories.clear()
@@ -306,6 +318,9 @@ class LocalBackend(Backend):
         self._segments.clear()
 
     def close(self) -> None:
+        if self._sync_pool is not None:
+            self._sync_pool.shutdown()
+            self._sync_pool = None
         if self._lock_fd is None:
             return
         self._acquire()
