@@ -211,7 +211,7 @@ def test_rollback_that_cannot_truncate_gives_up_the_ids_instead_of_reusing_them(
 # -- batch durability: the failure surfaces on the next call -------------------------------------
 
 
-def test_batch_flush_failure_raises_from_flush_and_spends_no_id(
+def test_batch_flush_failure_raises_from_flush_and_keeps_the_handed_out_ids_spent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writer = AuditTrailWriter(root_path=tmp_path, durability="batch", flush_interval=60)
@@ -225,9 +225,11 @@ def test_batch_flush_failure_raises_from_flush_and_spends_no_id(
         writer.flush()
     assert _snapshot(tmp_path) == before
     monkeypatch.undo()
-    assert writer.append_event(**sample_event(4)).event_id == 2
+    assert writer.append_event(**sample_event(4)).event_id == 5  # 2..4 were handed out, lost
     writer.close()
-    _assert_clean(tmp_path, [1, 2])
+    found, reader = _read(tmp_path)
+    assert found == [1, 5]
+    assert reader.report.gaps == [(2, 4)]
 
 
 def test_background_flush_failure_raises_from_the_next_append(
@@ -247,9 +249,11 @@ def test_background_flush_failure_raises_from_the_next_append(
     monkeypatch.undo()
     with pytest.raises(StorageError, match="No space left"):
         writer.append_event(**sample_event(1))
-    assert writer.append_event(**sample_event(2)).event_id == 1
+    assert writer.append_event(**sample_event(2)).event_id == 2  # 1 was handed out, lost
     writer.close()
-    _assert_clean(tmp_path, [1])
+    found, reader = _read(tmp_path)
+    assert found == [2]
+    assert reader.report.gaps == [(1, 1)]
 
 
 def test_batch_failure_at_close_raises_from_close(
@@ -261,7 +265,9 @@ def test_batch_failure_at_close_raises_from_close(
     with pytest.raises(StorageError, match="No space left"):
         writer.close()
     monkeypatch.undo()
-    _assert_clean(tmp_path, [])
+    found, reader = _read(tmp_path)
+    assert found == []
+    assert reader.report.gaps == [(1, 1)]
 
 
 # -- zombie writers ---------------------------------------------------------------------------

@@ -71,6 +71,10 @@ def plan_rotation(
 class CommitSession(ABC):
     """Exclusive right to allocate IDs and append, from ``Backend.begin`` to commit or abort."""
 
+    #: set once the allocated IDs were returned to callers before the commit (``batch`` mode):
+    #: if the commit then fails, the IDs must stay spent rather than be given to later events
+    ids_handed_out = False
+
     @abstractmethod
     def allocate(self, count: int) -> int:
         """Reserve ``count`` consecutive IDs and return the first."""

@@ -210,6 +210,7 @@ class BatchCommitter:
                 self._session = self._backend.begin(max_segment_bytes=self._max_segment_bytes)
                 self._opened_at = time.monotonic()
             _assign(events, _stage(self._session, events))
+            self._session.ids_handed_out = True
             self._pending += len(events)
             if self._pending >= self._flush_max_events:
                 self._commit_locked()

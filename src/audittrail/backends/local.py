@@ -428,8 +428,8 @@ class _LocalSession(CommitSession):
     def _roll_back(self, written: list[tuple[_OpenSegment, int]]) -> None:
         """Undo a failed commit: cut segments back and return the reserved IDs.
 
-        If a segment cannot be cut back, its lines keep their IDs: the counter stays advanced,
-        so no later event can get the same ID.
+        The IDs stay spent (a reported gap) if they were already handed out to callers, or if
+        a segment cannot be cut back, so that no later event can get the same ID.
         """
         backend = self._backend
         backend._known_counter = None
@@ -440,7 +440,7 @@ class _LocalSession(CommitSession):
             except OSError:
                 cut_back = False
                 log.exception("could not roll back a failed append of %s", backend.root)
-        if cut_back:
+        if cut_back and not self.ids_handed_out:
             try:
                 backend._write_counter(self._start)
                 backend._known_counter = self._start
