@@ -1,10 +1,14 @@
 """A counting HTTP proxy on 127.0.0.1 in front of the moto server: the tests count requests
-and uploaded bytes where the server sees them, not where the client thinks it sent them."""
+and uploaded bytes where the server sees them, not where the client thinks it sent them.
+
+Subclasses change what the client gets back by overriding ``CountingProxy.respond``
+(``_fault_proxy.FaultProxy`` injects errors, dropped connections and delays)."""
 
 from __future__ import annotations
 
 import http.client
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -19,6 +23,17 @@ class Request:
     method: str
     path: str
     body_bytes: int
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Response:
+    """One response, as the upstream sent it or as a subclass made it up."""
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes
 
 
 class CountingProxy:
@@ -60,6 +75,11 @@ class CountingProxy:
         with self._lock:
             return sum(r.body_bytes for r in self.requests if r.method in ("PUT", "POST"))
 
+    def respond(self, request: Request, forward: Callable[[], Response]) -> Response | None:
+        """The response the client gets; ``forward()`` sends the request upstream. ``None``
+        closes the connection without answering."""
+        return forward()
+
     def _record(self, request: Request) -> None:
         with self._lock:
             self.requests.append(request)
@@ -78,7 +98,26 @@ class CountingProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 payload = int(self.headers.get("x-amz-decoded-content-length") or length)
-                proxy._record(Request(self.command, self.path, payload))
+                request = Request(self.command, self.path, payload, dict(self.headers.items()))
+                proxy._record(request)
+                response = proxy.respond(request, lambda: self._upstream(body))
+                if response is None:
+                    self.close_connection = True
+                    return
+                self.send_response(response.status, response.reason)
+                for key, value in response.headers:
+                    if key.lower() not in _HOP_BY_HOP:
+                        self.send_header(key, value)
+                if self.command == "HEAD":
+                    length_header = dict(response.headers).get("Content-Length", "0")
+                    self.send_header("Content-Length", length_header)
+                else:
+                    self.send_header("Content-Length", str(len(response.body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(response.body)
+
+            def _upstream(self, body: bytes) -> Response:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                 if body or self.command in ("PUT", "POST"):
                     headers["Content-Length"] = str(len(body))
@@ -93,17 +132,7 @@ class CountingProxy:
                     connection.request(self.command, self.path, body=body, headers=headers)
                     response = connection.getresponse()
                 data = response.read()
-                self.send_response(response.status, response.reason)
-                for key, value in response.getheaders():
-                    if key.lower() not in _HOP_BY_HOP:
-                        self.send_header(key, value)
-                if self.command == "HEAD":
-                    self.send_header("Content-Length", response.getheader("Content-Length", "0"))
-                else:
-                    self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
+                return Response(response.status, response.reason, response.getheaders(), data)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
