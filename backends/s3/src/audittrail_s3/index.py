@@ -8,7 +8,10 @@ The index holds ``last_event_id`` (the counter of the original format) plus:
   holder may hand out IDs up to ``reserved_through`` without a request; whoever takes over an
   expired lease starts above that, so IDs handed out by a zombie are never reused;
 - ``streams`` — ``{"domain/category": [open segment number, its size]}``, so that rotation is
-  decided inside the same compare-and-swap that advances the counter.
+  decided inside the same compare-and-swap that advances the counter;
+- ``taken_over`` — the owners of the last leases taken over (present once one was), so that a
+  writer whose compare-and-swap was answered 412 can tell a takeover from its own write that
+  landed but whose answer was lost (and was then retried, or moved on from by the next writer).
 
 Every change is a PUT with ``If-Match: <ETag>`` (``If-None-Match: *`` to create it).
 """
@@ -31,6 +34,8 @@ log = logging.getLogger("audittrail")
 
 _FIRST_DELAY = 0.004
 _MAX_DELAY = 0.05
+#: lease owners remembered in ``taken_over``
+TAKEOVERS_KEPT = 16
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,8 @@ class IndexState:
     writer_epoch: int = 0
     lease: Lease | None = None
     streams: dict[StreamKey, OpenSegment] = field(default_factory=dict)
+    #: owners of the most recent leases that were taken over, oldest first
+    taken_over: tuple[str, ...] = ()
     #: False for an index written by another writer (no ``streams``): reconcile with the data
     complete: bool = True
 
@@ -84,6 +91,8 @@ class IndexState:
             str(stream): [segment.number, segment.size]
             for stream, segment in sorted(self.streams.items())
         }
+        if self.taken_over:
+            document["taken_over"] = list(self.taken_over)
         return json.dumps(document, separators=(",", ":")).encode()
 
     @classmethod
@@ -105,6 +114,7 @@ class IndexState:
                 if lease
                 else None,
                 streams=streams,
+                taken_over=tuple(str(owner) for owner in document.get("taken_over", [])),
                 complete="streams" in document,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -173,11 +183,15 @@ class IndexStore:
                     lease.reserved_through,
                 )
             base = state.highest_reserved
+            taken_over = state.taken_over
+            if lease is not None:
+                taken_over = (*taken_over, lease.owner)[-TAKEOVERS_KEPT:]
             wanted = replace(
                 state,
                 last_event_id=base,
                 writer_epoch=state.writer_epoch + 1,
                 lease=Lease(round(now + seconds, 3), base + reserve, secrets.token_hex(4)),
+                taken_over=taken_over,
             )
             try:
                 return HeldLease(wanted, self._write(wanted, etag))
@@ -188,12 +202,19 @@ class IndexStore:
                 time.sleep(random.uniform(0, delay))
 
     def swap(self, held: HeldLease, wanted: IndexState) -> HeldLease:
-        """Replace the state ``held`` wrote by ``wanted``; ``FencedError`` if it was taken over."""
+        """Replace the state ``held`` wrote by ``wanted``; ``FencedError`` if it was taken over.
+
+        A 412 can also answer the retry of our own write that landed (its answer was lost):
+        the index then holds ``wanted`` or, if ``wanted`` released the lease, what later
+        writers made of it; unless ``held``'s lease is listed as taken over, that is success.
+        The returned lease is not to be swapped again after a release.
+        """
         try:
             return HeldLease(wanted, self._write(wanted, held.etag))
         except ConflictError:
             current, etag = self.read()
-            if current == wanted and etag is not None:
+            if etag is not None and (current == wanted or _moved_on_from(held, wanted, current)):
+                self._owned = wanted.lease.owner if wanted.lease else None
                 return HeldLease(wanted, etag)
             raise FencedError(
                 f"the lease of writer_epoch {held.state.writer_epoch} on {self._url} was taken "
@@ -208,3 +229,16 @@ class IndexStore:
         self._seen = (state, new_etag)
         self._owned = state.lease.owner if state.lease else None
         return new_etag
+
+
+def _moved_on_from(held: HeldLease, wanted: IndexState, current: IndexState) -> bool:
+    """Whether ``current`` was made by later writers from ``wanted``, a release of ``held``'s
+    lease, rather than by one that took ``held``'s lease over."""
+    lease = held.state.lease
+    return (
+        lease is not None
+        and wanted.lease is None
+        and lease.owner not in current.taken_over
+        and current.writer_epoch > held.state.writer_epoch
+        and current.last_event_id >= wanted.last_event_id
+    )

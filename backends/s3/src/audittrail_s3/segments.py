@@ -114,11 +114,28 @@ class Segments:
             self.keep_complete(stream, number, name, fetched[key])
             for name, key in zip(objects.chunks, keys, strict=True)
         ]
+        segment_key = self.location.segment_key(stream, number)
         try:
-            self.store.put(self.location.segment_key(stream, number), b"".join(merge_lines(bodies)))
+            self.store.put(segment_key, b"".join(merge_lines(bodies)))
         except ConflictError:
-            return
+            keys = self._redundant_chunks(segment_key, keys, bodies)
         self.store.delete(keys)
+
+    def _redundant_chunks(
+        self, segment_key: str, keys: Sequence[str], bodies: Sequence[bytes]
+    ) -> list[str]:
+        """The chunks whose every line is in the sealed object that already exists.
+
+        It was created by another writer sealing at the same time, or by our own PUT whose
+        answer was lost and whose retry then found it (412): either way the chunks it holds
+        must go, or they would be stored (and counted against the segment size) twice.
+        """
+        sealed = set(self.store.get(segment_key)[0].splitlines(keepends=True))
+        return [
+            key
+            for key, body in zip(keys, bodies, strict=True)
+            if sealed.issuperset(body.splitlines(keepends=True))
+        ]
 
     def keep_complete(self, stream: StreamKey, number: int, name: str, data: bytes) -> bytes:
         """The complete lines of chunk ``name``; a torn tail is moved to a quarantine object."""

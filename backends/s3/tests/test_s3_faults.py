@@ -1,0 +1,262 @@
+"""Writers behind a proxy that fails, drops and delays a share of the S3 requests.
+
+botocore retries 5xx answers and dropped connections by itself (legacy mode: 5 attempts). A
+retry of a request that took effect before its connection dropped must be harmless: a
+create-only chunk or segment PUT answered 412 holds our own bytes, an index compare-and-swap
+answered 412 may be our own write. Every acknowledged event must be in the trail exactly once,
+byte for byte, and IDs may be missing only for appends that raised.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import botocore.retryhandler
+import pytest
+from _fault_proxy import FaultProxy
+from _s3_trail import check, expected_line
+from audittrail_s3.backend import S3Backend
+from audittrail_s3.store import ObjectStore
+from conftest import options_for
+
+from audittrail import AuditTrailWriter, ConflictError, FencedError
+from audittrail.events import AuditEvent
+from audittrail.testing import sample_event
+
+STREAMS = [("shop", "orders"), ("shop", "refunds"), ("billing", "invoices")]
+LIMIT = 16 * 1024
+#: botocore's backoff before retry N is up to 2**(N-1) seconds; scaled down by this factor
+BACKOFF_SCALE = 0.02
+
+
+@pytest.fixture
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shrink botocore's retry delays (which requests are retried, and how often, is unchanged).
+
+    The delay function is bound when a client is created, so only clients made afterwards
+    (the fault proxy's port is new, so s3fs builds new ones) are affected.
+    """
+    original = botocore.retryhandler.delay_exponential
+
+    @functools.wraps(original)
+    def scaled(base: Any, growth_factor: float, attempts: int) -> float:
+        return float(original(base, growth_factor, attempts)) * BACKOFF_SCALE
+
+    monkeypatch.setattr(botocore.retryhandler, "delay_exponential", scaled)
+
+
+@pytest.fixture
+def faulty(s3_endpoint: str, quick_backoff: None) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(s3_endpoint, rate=0.10, seed=20261127)
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+class Appender:
+    """Threads appending through several writers; records what was acknowledged and failed."""
+
+    def __init__(self, writers: list[AuditTrailWriter], seed: int) -> None:
+        self.writers = writers
+        self.seed = seed
+        self.lock = threading.Lock()
+        self.acknowledged: dict[int, bytes] = {}
+        self.failed_events = 0
+        self.errors: list[BaseException] = []
+
+    def run(self, threads_per_writer: int, events_per_thread: int) -> None:
+        threads = [
+            threading.Thread(target=self._work, args=(writer, n, events_per_thread))
+            for n, writer in enumerate(self.writers * threads_per_writer)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _work(self, writer: AuditTrailWriter, n: int, count: int) -> None:
+        rng = random.Random(self.seed * 1000 + n)
+        done = 0
+        while done < count:
+            size = min(count - done, 1 if rng.random() < 0.7 else rng.randint(2, 5))
+            fields = [_fields(rng, n) for _ in range(size)]
+            try:
+                if size == 1:
+                    events = [writer.append_event(**fields[0])]
+                else:
+                    events = writer.append_events(fields)
+                if writer.durability == "batch" and rng.random() < 0.05:
+                    writer.flush()
+            except Exception as exc:
+                with self.lock:
+                    self.errors.append(exc)
+                    self.failed_events += size
+            else:
+                self._acknowledge(events)
+            done += size
+
+    def _acknowledge(self, events: list[AuditEvent]) -> None:
+        with self.lock:
+            for event in events:
+                assert event.event_id not in self.acknowledged, f"ID {event.event_id} twice"
+                self.acknowledged[event.event_id] = expected_line(event)
+
+
+def _fields(rng: random.Random, n: int) -> dict[str, Any]:
+    domain, category = rng.choice(STREAMS)
+    return {
+        "domain": domain,
+        "category": category,
+        "model_name": "Order",
+        "operation": rng.choice(["create", "update", "delete"]),
+        "logical_user_id": f"thread-{n}",
+        "payload": {"after": {"n": rng.randint(0, 10**9), "pad": "x" * rng.randint(0, 300)}},
+    }
+
+
+def _run(
+    faulty: FaultProxy,
+    url: str,
+    *,
+    durability: str,
+    writers: int,
+    threads_per_writer: int,
+    events_per_thread: int,
+) -> Appender:
+    options = options_for(faulty.endpoint)
+    extra: dict[str, Any] = {}
+    if durability == "batch":
+        extra = {"flush_interval": 0.05, "flush_max_events": 50}
+    opened = [
+        AuditTrailWriter(
+            root_path=url,
+            storage_options=options,
+            durability=durability,
+            max_file_size_bytes=LIMIT,
+            **extra,
+        )
+        for _ in range(writers)
+    ]
+    appender = Appender(opened, seed=len(url))
+    appender.run(threads_per_writer, events_per_thread)
+    for writer in opened:
+        try:
+            writer.close()  # a batch writer's last flush can fail too
+        except Exception as exc:
+            appender.errors.append(exc)
+    faulty.enabled = False
+    return appender
+
+
+def _verify(faulty: FaultProxy, url: str, appender: Appender, s3_endpoint: str) -> None:
+    options = options_for(s3_endpoint)  # check the trail as the server holds it
+    summary = faulty.summary()
+    print(
+        f"{summary}; {len(appender.acknowledged)} acknowledged, "
+        f"{appender.failed_events} failed {appender.errors[:3]}"
+    )
+    AuditTrailWriter(root_path=url, storage_options=options).close()  # repair on open
+    found, missing = check(url, options, LIMIT, appender.acknowledged)
+    print(f"{len(found)} events in the trail, {len(missing)} IDs missing")
+    fenced = [e for e in appender.errors if isinstance(e, FencedError)]
+    assert not fenced, f"no writer was paused, yet some reported a lost lease: {fenced[:3]}"
+    assert len(missing) <= appender.failed_events, "more IDs missing than appends failed"
+    backend = S3Backend(url, **options)
+    leftovers = [k for k in backend.store.list_keys(backend.location.root) if ".chunks/" in k]
+    assert not leftovers, f"chunks left after every writer closed: {leftovers[:5]}"
+    assert summary["faults_total"] >= 0.05 * summary["requests"]  # type: ignore[operator]
+    assert set(faulty.injected) == {"500", "503", "slowdown", "drop_before", "drop_after", "delay"}
+    assert appender.failed_events <= 0.01 * len(appender.acknowledged)
+
+
+@pytest.mark.parametrize(
+    ("durability", "events_per_thread"),
+    [
+        pytest.param("fsync", 250, id="fsync-3000"),
+        pytest.param("batch", 250, id="batch-3000"),
+        pytest.param("fsync", 1000, id="fsync-12000", marks=pytest.mark.slow),
+        pytest.param("batch", 1000, id="batch-12000", marks=pytest.mark.slow),
+    ],
+)
+def test_ten_percent_faults_lose_and_duplicate_nothing(
+    faulty: FaultProxy,
+    fresh_trail_url: str,
+    s3_endpoint: str,
+    durability: str,
+    events_per_thread: int,
+) -> None:
+    appender = _run(
+        faulty,
+        fresh_trail_url,
+        durability=durability,
+        writers=2,
+        threads_per_writer=6,
+        events_per_thread=events_per_thread,
+    )
+    assert len(appender.acknowledged) + appender.failed_events == 12 * events_per_thread
+    _verify(faulty, fresh_trail_url, appender, s3_endpoint)
+
+
+# -- the same retries, one at a time --------------------------------------------------------
+
+
+def _lose_answer_once(
+    monkeypatch: pytest.MonkeyPatch, wanted: Callable[[str, bytes], bool], then: Callable[[], None]
+) -> list[str]:
+    """Make the first PUT for which ``wanted(key, data)`` holds land, run ``then()``, and
+    answer 412 as the retry of a PUT whose answer was lost would be answered."""
+    original = ObjectStore.put
+    lost: list[str] = []
+
+    def put(self: ObjectStore, key: str, data: bytes, **kwargs: Any) -> str:
+        etag = original(self, key, data, **kwargs)
+        if not lost and wanted(key, data):
+            lost.append(key)
+            then()
+            raise ConflictError(f"precondition failed writing {key} (retry)")
+        return etag
+
+    monkeypatch.setattr(ObjectStore, "put", put)
+    return lost
+
+
+def test_a_publish_that_landed_is_not_mistaken_for_a_takeover(
+    fresh_trail_url: str, s3_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = AuditTrailWriter(root_path=fresh_trail_url, storage_options=s3_options)
+    second = AuditTrailWriter(root_path=fresh_trail_url, storage_options=s3_options)
+
+    def second_writer_moves_on() -> None:
+        monkeypatch.undo()
+        assert second.append_event(**sample_event(1)).event_id == 2
+
+    lost = _lose_answer_once(
+        monkeypatch,
+        lambda key, data: key.endswith("index.json") and b'"lease"' not in data,
+        second_writer_moves_on,
+    )
+    assert first.append_event(**sample_event(0)).event_id == 1
+    assert lost
+    first.close()
+    second.close()
+    found, missing = check(fresh_trail_url, s3_options, LIMIT, {})
+    assert sorted(found) == [1, 2] and not missing
+
+
+def test_a_seal_that_landed_still_deletes_its_chunks(
+    fresh_trail_url: str, s3_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lost = _lose_answer_once(
+        monkeypatch, lambda key, data: key.endswith("audit-000001.jsonl"), lambda: None
+    )
+    with AuditTrailWriter(root_path=fresh_trail_url, storage_options=s3_options) as writer:
+        for i in range(3):
+            writer.append_event(**sample_event(i))
+    assert lost
+    backend = S3Backend(fresh_trail_url, **s3_options)
+    assert not [k for k in backend.store.list_keys(backend.location.root) if ".chunks/" in k]
+    assert check(fresh_trail_url, s3_options, LIMIT, {})[1] == set()
