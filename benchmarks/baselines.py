@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import logging.handlers
@@ -82,14 +83,10 @@ class RotatingHandlerWriter:
         self.logger.propagate = False
         self.logger.setLevel(logging.INFO)
         self.logger.addHandler(self.handler)
-        self.counter = 0
-        self.lock = threading.Lock()
+        self.next_id = itertools.count(1).__next__  # atomic under the GIL
 
     def append(self, fields: dict[str, Any]) -> None:
-        with self.lock:
-            self.counter += 1
-            event_id = self.counter
-        self.logger.info(_line(event_id, fields))
+        self.logger.info(_line(self.next_id(), fields))
 
     def close(self) -> None:
         self.handler.close()
@@ -119,13 +116,10 @@ class NaiveS3Writer:
 
     def __init__(self, bucket: str, prefix: str, client: Any) -> None:
         self.bucket, self.prefix, self.client = bucket, prefix, client
-        self.counter = 0
-        self.lock = threading.Lock()
+        self.next_id = itertools.count(1).__next__  # atomic under the GIL
 
     def append(self, fields: dict[str, Any]) -> None:
-        with self.lock:
-            self.counter += 1
-            event_id = self.counter
+        event_id = self.next_id()
         body = _line(event_id, fields).encode() + b"\n"
         key = f"{self.prefix}/{fields['domain']}/{fields['category']}/{event_id:012d}.json"
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body)

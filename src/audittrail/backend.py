@@ -96,6 +96,25 @@ class CommitSession(ABC):
         """End the session without writing; allocated IDs are given back."""
 
 
+class QueueingSession(CommitSession):
+    """A session that counts IDs up from ``counter`` and keeps appended lines until commit;
+    backends whose lock makes the counter theirs for the whole session build on it."""
+
+    def __init__(self, counter: int, max_segment_bytes: int) -> None:
+        self._start = counter
+        self._end = counter
+        self._max_segment_bytes = max_segment_bytes
+        self._queued: dict[StreamKey, list[bytes]] = {}
+
+    def allocate(self, count: int) -> int:
+        first = self._end + 1
+        self._end += count
+        return first
+
+    def append(self, stream: StreamKey, lines: Sequence[bytes]) -> None:
+        self._queued.setdefault(stream, []).extend(lines)
+
+
 class Backend(ABC):
     """A storage system seen as a trail of streams of numbered segments plus an ID counter."""
 

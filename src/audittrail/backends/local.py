@@ -29,6 +29,7 @@ from audittrail.backend import (
     INDEX_NAME,
     Backend,
     CommitSession,
+    QueueingSession,
     StreamKey,
     parse_segment_name,
     plan_rotation,
@@ -381,22 +382,11 @@ def _subdirectories(path: Path) -> list[str]:
     return [entry.name for entry in entries if entry.is_dir() and not entry.name.startswith(".")]
 
 
-class _LocalSession(CommitSession):
+class _LocalSession(QueueingSession):
     def __init__(self, backend: LocalBackend, counter: int, max_segment_bytes: int) -> None:
+        super().__init__(counter, max_segment_bytes)
         self._backend = backend
-        self._start = counter
-        self._end = counter
-        self._max_segment_bytes = max_segment_bytes
-        self._queued: dict[StreamKey, list[bytes]] = {}
         self._open = True
-
-    def allocate(self, count: int) -> int:
-        first = self._end + 1
-        self._end += count
-        return first
-
-    def append(self, stream: StreamKey, lines: Sequence[bytes]) -> None:
-        self._queued.setdefault(stream, []).extend(lines)
 
     def commit(self, *, sync: bool) -> None:
         backend = self._backend

@@ -7,11 +7,11 @@ name, so reopening a ``memory://`` URL continues the same trail.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from audittrail.backend import Backend, CommitSession, StreamKey, plan_rotation
+from audittrail.backend import Backend, CommitSession, QueueingSession, StreamKey, plan_rotation
 from audittrail.encoding import line_event_id
 
 
@@ -82,21 +82,11 @@ class MemoryBackend(Backend):
             return len(self.trail.segments[stream][number])
 
 
-class _MemorySession(CommitSession):
+class _MemorySession(QueueingSession):
     def __init__(self, trail: MemoryTrail, max_segment_bytes: int) -> None:
+        super().__init__(trail.counter, max_segment_bytes)
         self._trail = trail
-        self._end = trail.counter
-        self._max_segment_bytes = max_segment_bytes
-        self._queued: dict[StreamKey, list[bytes]] = {}
         self._open = True
-
-    def allocate(self, count: int) -> int:
-        first = self._end + 1
-        self._end += count
-        return first
-
-    def append(self, stream: StreamKey, lines: Sequence[bytes]) -> None:
-        self._queued.setdefault(stream, []).extend(lines)
 
     def commit(self, *, sync: bool) -> None:
         try:
