@@ -11,7 +11,15 @@ from benchmarks.cases import BARE, NAIVE, NAIVE_S3, STDLIB
 from benchmarks.runner import Result
 from benchmarks.scans import LongRun
 
-HEADER = ["writer", "events", "events/s (x naive)", "MB/s", "p50 us", "p99 us", "peak RSS MB"]
+HEADER = [
+    "writer",
+    "events",
+    "events/s (x naive)",
+    "MB/s (x)",
+    "p50 us (x)",
+    "p99 us (x)",
+    "peak RSS MB (x)",
+]
 TARGET_HEADER = ["target", "goal", "measured", "met"]
 
 
@@ -72,31 +80,43 @@ def targets(results: dict[str, Result], long_run: LongRun | None) -> list[Target
     return found
 
 
-def _with_ratio(value: float, base: float | None, *, lower_is_better: bool = False) -> str:
-    text = f"{value:,.0f}"
+def _with_ratio(
+    value: float, base: float | None, *, lower_is_better: bool = False, digits: int = 0
+) -> str:
+    """``value`` and, in brackets, how many times better than ``base`` it is."""
+    text = f"{value:,.{digits}f}"
     if base and value:
         factor = base / value if lower_is_better else value / base
         text += f" ({factor:.1f}x)"
     return text
 
 
+def _figure(
+    result: Result, naive: Result | None, name: str, lower_is_better: bool = False, digits: int = 0
+) -> str:
+    base = getattr(naive, name) if naive else None
+    return _with_ratio(getattr(result, name), base, lower_is_better=lower_is_better, digits=digits)
+
+
 def result_rows(results: dict[str, Result]) -> list[list[str]]:
-    """Rows of the main table; events/s and latencies with their ratio to the naive writer."""
+    """Rows of the main table: every figure with its ratio to the naive writer's (higher is
+    better for every ratio: for latency and memory it is naive / this)."""
     naive = results.get(NAIVE)
     rows = []
     for result in results.values():
         if result.error:
             rows.append([result.name, "error: " + result.error[:70], "", "", "", "", ""])
             continue
+
         rows.append(
             [
                 result.name,
                 f"{result.events:,}",
-                _with_ratio(result.events_per_second, naive.events_per_second if naive else None),
-                f"{result.mb_per_second:.2f}",
-                _with_ratio(result.p50_us, naive.p50_us if naive else None, lower_is_better=True),
-                _with_ratio(result.p99_us, naive.p99_us if naive else None, lower_is_better=True),
-                f"{result.peak_rss_mb:.0f}",
+                _figure(result, naive, "events_per_second"),
+                _figure(result, naive, "mb_per_second", digits=2),
+                _figure(result, naive, "p50_us", lower_is_better=True),
+                _figure(result, naive, "p99_us", lower_is_better=True),
+                _figure(result, naive, "peak_rss_mb", lower_is_better=True),
             ]
         )
     return rows
