@@ -166,6 +166,7 @@ class S3Backend(Backend):
                     continue
                 names = list(objects.chunks)
                 if objects.sealed_size is not None:
+                    names = self.segments.drop_sealed_chunks(stream, number, names)
                     self.segments.repair_chunks(stream, number, names)
                 elif entry is not None and number == entry.number:
                     if objects.chunk_bytes != entry.size:

@@ -39,6 +39,13 @@ def merge_lines(sources: Sequence[bytes]) -> list[bytes]:
     return merged
 
 
+def held_by(sealed: bytes, chunks: Mapping[str, bytes]) -> list[str]:
+    """Keys of the ``chunks`` (key → bytes) whose every line the sealed object holds: copies,
+    to be deleted so that they are neither stored nor counted against the segment twice."""
+    lines = set(sealed.splitlines(keepends=True))
+    return [key for key, data in chunks.items() if lines.issuperset(data.splitlines(True))]
+
+
 def segment_keys(
     location: TrailLocation, stream: StreamKey, number: int, objects: SegmentObjects
 ) -> list[str]:
@@ -118,24 +125,25 @@ class Segments:
         try:
             self.store.put(segment_key, b"".join(merge_lines(bodies)))
         except ConflictError:
-            keys = self._redundant_chunks(segment_key, keys, bodies)
+            # sealed already: by another writer sealing at the same time, or by our own PUT
+            # whose answer was lost and whose retry was answered 412
+            sealed = self.store.get(segment_key)[0]
+            keys = held_by(sealed, dict(zip(keys, bodies, strict=True)))
         self.store.delete(keys)
 
-    def _redundant_chunks(
-        self, segment_key: str, keys: Sequence[str], bodies: Sequence[bytes]
-    ) -> list[str]:
-        """The chunks whose every line is in the sealed object that already exists.
-
-        It was created by another writer sealing at the same time, or by our own PUT whose
-        answer was lost and whose retry then found it (412): either way the chunks it holds
-        must go, or they would be stored (and counted against the segment size) twice.
-        """
-        sealed = set(self.store.get(segment_key)[0].splitlines(keepends=True))
-        return [
-            key
-            for key, body in zip(keys, bodies, strict=True)
-            if sealed.issuperset(body.splitlines(keepends=True))
-        ]
+    def drop_sealed_chunks(self, stream: StreamKey, number: int, names: Sequence[str]) -> list[str]:
+        """Delete the chunks of a sealed segment that the sealed object holds (a sealer
+        stopped before deleting them); return the names of the others (chunks uploaded
+        after sealing, or torn)."""
+        segment_key = self.location.segment_key(stream, number)
+        keys = {self.location.chunk_key(stream, number, name): name for name in names}
+        bodies = self.store.get_many([segment_key, *keys])
+        sealed = bodies.pop(segment_key, None)
+        if sealed is None:
+            return list(names)
+        redundant = held_by(sealed, bodies)
+        self.store.delete(redundant)
+        return [name for key, name in keys.items() if key in bodies and key not in redundant]
 
     def keep_complete(self, stream: StreamKey, number: int, name: str, data: bytes) -> bytes:
         """The complete lines of chunk ``name``; a torn tail is moved to a quarantine object."""
