@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,7 +24,7 @@ from audittrail_s3.backend import S3Backend
 from audittrail_s3.store import ObjectStore
 from conftest import options_for
 
-from audittrail import AuditTrailWriter, ConflictError, FencedError
+from audittrail import AuditTrailWriter, ConflictError, FencedError, StorageError
 from audittrail.events import AuditEvent
 from audittrail.testing import sample_event
 
@@ -260,3 +261,29 @@ def test_a_seal_that_landed_still_deletes_its_chunks(
     backend = S3Backend(fresh_trail_url, **s3_options)
     assert not [k for k in backend.store.list_keys(backend.location.root) if ".chunks/" in k]
     assert check(fresh_trail_url, s3_options, LIMIT, {})[1] == set()
+
+
+def test_a_lease_taken_whose_answer_never_came_does_not_block_the_next_commit(
+    fresh_trail_url: str, s3_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = AuditTrailWriter(root_path=fresh_trail_url, storage_options=s3_options)
+    assert writer.append_event(**sample_event(0)).event_id == 1
+    original = ObjectStore.put
+    landed: list[str] = []
+
+    def put(self: ObjectStore, key: str, data: bytes, **kwargs: Any) -> str:
+        etag = original(self, key, data, **kwargs)
+        if key.endswith("index.json") and b'"lease"' in data and not landed:
+            landed.append(key)
+            raise StorageError("connection reset; botocore gave up retrying")
+        return etag
+
+    monkeypatch.setattr(ObjectStore, "put", put)
+    with pytest.raises(StorageError, match="gave up"):
+        writer.append_event(**sample_event(1))
+    started = time.monotonic()
+    assert writer.append_event(**sample_event(2)).event_id == 3
+    assert time.monotonic() - started < S3Backend.lease_seconds / 2
+    writer.close()
+    found, missing = check(fresh_trail_url, s3_options, LIMIT, {})
+    assert sorted(found) == [1, 3] and missing == {2}

@@ -137,9 +137,9 @@ class IndexStore:
         self._key = store.location.index_key
         self._url = store.location.url
         self._seen: tuple[IndexState, str | None] | None = None
-        #: owner token of the lease this process last wrote; a session that failed without
-        #: knowing whether its last write landed may have left it behind
-        self._owned: str | None = None
+        #: owner tokens of leases this process wrote, or tried to write without learning
+        #: whether the write landed: a failed session may have left one behind
+        self._owned: set[str] = set()
 
     def read(self) -> tuple[IndexState, str | None]:
         """The current state and its ETag (``None`` if there is no index yet)."""
@@ -166,7 +166,7 @@ class IndexStore:
                 raise StorageError(f"{self._key} of {self._url} vanished; reopen the writer")
             now = time.time()
             lease = state.lease
-            mine = lease is not None and lease.owner == self._owned
+            mine = lease is not None and lease.owner in self._owned
             if lease is not None and lease.expires > now and not mine:
                 time.sleep(min(random.uniform(delay / 2, delay), lease.expires - now + 0.001))
                 delay = min(delay * 2, _MAX_DELAY)
@@ -214,7 +214,7 @@ class IndexStore:
         except ConflictError:
             current, etag = self.read()
             if etag is not None and (current == wanted or _moved_on_from(held, wanted, current)):
-                self._owned = wanted.lease.owner if wanted.lease else None
+                self._owned = {wanted.lease.owner} if wanted.lease else set()
                 return HeldLease(wanted, etag)
             raise FencedError(
                 f"the lease of writer_epoch {held.state.writer_epoch} on {self._url} was taken "
@@ -222,12 +222,14 @@ class IndexStore:
             ) from None
 
     def _write(self, state: IndexState, etag: str | None) -> str:
+        if state.lease is not None:
+            self._owned.add(state.lease.owner)
         try:
             new_etag = self._store.put(self._key, state.encode(), if_match=etag)
         except FileNotFoundError:  # If-Match on a deleted index: AWS answers 404, not 412
             raise ConflictError(f"{self._key} of {self._url} vanished") from None
         self._seen = (state, new_etag)
-        self._owned = state.lease.owner if state.lease else None
+        self._owned = {state.lease.owner} if state.lease else set()
         return new_etag
 
 
