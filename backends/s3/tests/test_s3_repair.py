@@ -145,3 +145,29 @@ def test_merging_orders_by_id_and_drops_identical_repeats() -> None:
         b'{"event_id":3',
         b'{"event_id":5',
     ]
+
+
+def test_open_deletes_only_the_chunks_a_sealed_object_already_holds(
+    fresh_trail_url: str, s3_options: dict[str, Any]
+) -> None:
+    crashed = AuditTrailWriter(root_path=fresh_trail_url, storage_options=s3_options)
+    for i in range(3):
+        crashed.append_event(**sample_event(i))  # never closed: three chunks in segment 1
+    backend = S3Backend(fresh_trail_url, **s3_options)
+    lines = list(backend.read_segment(ORDERS, 1))
+    # a sealer that saw the first two chunks, killed before deleting them; the third chunk
+    # came later and must stay
+    backend.store.put(backend.location.segment_key(ORDERS, 1), b"".join(lines[:2]))
+    backend.store.put(
+        backend.location.index_key,
+        IndexState(last_event_id=3, streams={ORDERS: OpenSegment(2, 0)}).encode(),
+        if_match=backend.index.read()[1],
+    )
+
+    AuditTrailWriter(root_path=fresh_trail_url, storage_options=s3_options).close()
+    keys = backend.store.list_keys(backend.location.root)
+    chunks = [key.rsplit("/", 1)[1] for key in keys if ".chunks/" in key]
+    assert chunks == [chunk_name(3)]
+    assert list(backend.read_segment(ORDERS, 1)) == lines
+    ids, reader = read_ids(fresh_trail_url, s3_options)
+    assert ids == [1, 2, 3] and reader.report.clean
