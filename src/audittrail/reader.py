@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from pydantic import ValidationError
-
 from audittrail.backend import Backend, StreamKey
 from audittrail.encoding import line_event_id
 from audittrail.events import AuditEvent
@@ -45,6 +43,34 @@ def _names(values: Collection[str] | str | None) -> frozenset[str] | None:
     if isinstance(values, str | Enum):
         values = [values]
     return frozenset(value.value if isinstance(value, Enum) else value for value in values)
+
+
+class _IdWindow:
+    """Keeps the lines of a stream whose ID lies in ``[low, high]`` (and those without one).
+
+    One ID past ``high`` may be a damaged digit, so the stream is only done (``passed``) at
+    the second one in a row.
+    """
+
+    def __init__(self, low: int, high: int | None) -> None:
+        self.low, self.high = low, high
+        self.passed = False
+        self._past_high = False
+
+    def within(self, lines: Iterator[bytes]) -> Iterator[bytes]:
+        for line in lines:
+            event_id = line_event_id(line)
+            if event_id is not None:
+                if event_id < self.low:
+                    continue
+                if self.high is not None and event_id > self.high:
+                    if self._past_high:
+                        self.passed = True
+                        return
+                    self._past_high = True
+                    continue
+                self._past_high = False
+            yield line
 
 
 class AuditTrailReader:
@@ -133,27 +159,37 @@ class AuditTrailReader:
         self, stream: StreamKey, min_event_id: int | None, max_event_id: int | None
     ) -> Iterator[AuditEvent]:
         numbers = self.backend.list_segments(stream)
+        if min_event_id is None and max_event_id is None:
+            for number in numbers:
+                yield from self._events(stream, number, self._lines(stream, number))
+            return
         if min_event_id is not None:
             numbers = numbers[self._first_segment_holding(stream, numbers, min_event_id) :]
-        bounded = min_event_id is not None or max_event_id is not None
-        low, high = min_event_id or 0, max_event_id
-        past_high = False  # one ID past the range may be a damaged one: stop at the second
+        window = _IdWindow(min_event_id or 0, max_event_id)
         for number in numbers:
-            for line in self._lines(stream, number):
-                if bounded:
-                    event_id = line_event_id(line)
-                    if event_id is not None:
-                        if event_id < low:
-                            continue
-                        if high is not None and event_id > high:
-                            if past_high:
-                                return
-                            past_high = True
-                            continue
-                        past_high = False
-                event = self._parse(stream, number, line)
-                if event is not None:
-                    yield event
+            yield from self._events(stream, number, window.within(self._lines(stream, number)))
+            if window.passed:
+                return
+
+    def _events(
+        self, stream: StreamKey, number: int, lines: Iterator[bytes]
+    ) -> Iterator[AuditEvent]:
+        """Parse ``lines``; the damaged ones are counted and logged, never fatal."""
+        domain, category = stream
+        for line in lines:
+            try:
+                event: AuditEvent | None = _validate_json(line)
+            except ValueError:  # pydantic's ValidationError is one
+                event = None
+            if (
+                event is not None
+                and line.endswith(b"\n")
+                and event.domain == domain
+                and event.category == category
+            ):
+                yield event
+            else:
+                self._report_damage(stream, number, line, event)
 
     def _first_segment_holding(self, stream: StreamKey, numbers: list[int], event_id: int) -> int:
         """Position of the last segment starting at or below ``event_id`` (binary search).
@@ -196,19 +232,15 @@ class AuditTrailReader:
             self.report.missing_segments += 1
             log.warning("segment %s/%d vanished while reading: %s", stream, number, exc)
 
-    def _parse(self, stream: StreamKey, number: int, line: bytes) -> AuditEvent | None:
+    def _report_damage(
+        self, stream: StreamKey, number: int, line: bytes, event: AuditEvent | None
+    ) -> None:
         if not line.endswith(b"\n"):
             self.report.torn_lines += 1
             log.warning("skipping torn last line of %s segment %d", stream, number)
-            return None
-        try:
-            event: AuditEvent = _validate_json(line)
-        except (ValidationError, ValueError):
+        elif event is None:
             self.report.malformed_lines += 1
             log.warning("skipping malformed line in %s segment %d", stream, number)
-            return None
-        if (event.domain, event.category) != (stream.domain, stream.category):
+        else:
             self.report.malformed_lines += 1
             log.warning("skipping event %d filed under the wrong stream %s", event.event_id, stream)
-            return None
-        return event
