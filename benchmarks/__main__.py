@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import multiprocessing
 import os
 import socket
@@ -81,6 +82,7 @@ def _moto_server() -> Iterator[dict[str, Any]]:
     import boto3
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     port = _free_port()
@@ -115,7 +117,7 @@ def _run_cases(settings: RunSettings, names: list[str]) -> dict[str, Result]:
         try:
             results[name] = _in_child(measure, name, settings)
         except Exception as exc:  # a failing contestant is reported, not fatal
-            results[name] = Result(name, 0, 0, 0, 0, 0, 0, 0, error=f"{type(exc).__name__}: {exc}")
+            results[name] = Result(name, 0, 0, 0, 0, 0, 0, 0, 0, f"{type(exc).__name__}: {exc}")
         bar.advance()
     bar.close()
     return results

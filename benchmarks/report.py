@@ -19,6 +19,7 @@ HEADER = [
     "p50 us (x)",
     "p99 us (x)",
     "peak RSS MB (x)",
+    "writer MB",
 ]
 TARGET_HEADER = ["target", "goal", "measured", "met"]
 
@@ -105,7 +106,7 @@ def result_rows(results: dict[str, Result]) -> list[list[str]]:
     rows = []
     for result in results.values():
         if result.error:
-            rows.append([result.name, "error: " + result.error[:70], "", "", "", "", ""])
+            rows.append([result.name, "error: " + result.error[:70], "", "", "", "", "", ""])
             continue
 
         rows.append(
@@ -117,6 +118,7 @@ def result_rows(results: dict[str, Result]) -> list[list[str]]:
                 _figure(result, naive, "p50_us", lower_is_better=True),
                 _figure(result, naive, "p99_us", lower_is_better=True),
                 _figure(result, naive, "peak_rss_mb", lower_is_better=True),
+                f"{result.writer_rss_mb:.1f}",
             ]
         )
     return rows

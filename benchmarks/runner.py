@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import multiprocessing
-import resource
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from benchmarks.baselines import plain_fields
 from benchmarks.cases import Case, local_cases, s3_cases
+from benchmarks.memory import peak_mb, reset_peak, resident_mb
 from benchmarks.workload import WorkloadSpec, line_bytes
 
 
@@ -27,6 +27,7 @@ class Result:
     p50_us: float
     p99_us: float
     peak_rss_mb: float
+    writer_rss_mb: float
     error: str | None = None
 
 
@@ -54,11 +55,10 @@ def _event_count(case: Case, settings: RunSettings) -> int:
     return min(settings.spec.events, settings.s3_events) if case.s3 else settings.spec.events
 
 
-def _drive(case: Case, settings: RunSettings, root: Path, count: int) -> tuple[float, list[int]]:
+def _drive(case: Case, settings: RunSettings, root: Path, count: int) -> Run:
     """Append ``count`` events from ``case.threads`` threads and close the writer.
 
-    Returns the seconds from the first append to the end of ``close()`` and the latency of
-    every call in nanoseconds.
+    Times from the first append to the end of ``close()``, with the latency of every call.
     """
     pool = settings.spec.pool()
     if case.baseline:
@@ -83,6 +83,8 @@ def _drive(case: Case, settings: RunSettings, root: Path, count: int) -> tuple[f
                 record(clock() - began)
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(case.threads)]
+    reset_peak()
+    resident = resident_mb()
     began = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -90,7 +92,23 @@ def _drive(case: Case, settings: RunSettings, root: Path, count: int) -> tuple[f
         thread.join()
     appender.close()
     seconds = time.perf_counter() - began
-    return seconds, [latency for per_thread in latencies for latency in per_thread]
+    peak = peak_mb()
+    return Run(
+        seconds,
+        [latency for per_thread in latencies for latency in per_thread],
+        peak,
+        peak - resident,
+    )
+
+
+class Run(NamedTuple):
+    """What one process measured."""
+
+    seconds: float
+    latencies_ns: list[int]
+    peak_rss_mb: float
+    #: how far the peak rose above the resident size just before the first append
+    writer_rss_mb: float
 
 
 def _process_worker(
@@ -101,9 +119,7 @@ def _process_worker(
     results.put(_drive(case, settings, root, count))
 
 
-def _drive_processes(
-    case: Case, settings: RunSettings, root: Path, count: int
-) -> tuple[float, list[int]]:
+def _drive_processes(case: Case, settings: RunSettings, root: Path, count: int) -> Run:
     """Like ``_drive`` from ``case.processes`` processes started together; the slowest counts."""
     context = multiprocessing.get_context("spawn")
     start, results = context.Barrier(case.processes + 1), context.Queue()
@@ -117,10 +133,15 @@ def _drive_processes(
     for worker in workers:
         worker.start()
     start.wait()
-    reports = [results.get() for _ in workers]
+    runs: list[Run] = [results.get() for _ in workers]
     for worker in workers:
         worker.join()
-    return max(seconds for seconds, _ in reports), [n for _, part in reports for n in part]
+    return Run(
+        max(run.seconds for run in runs),
+        [latency for run in runs for latency in run.latencies_ns],
+        sum(run.peak_rss_mb for run in runs),
+        sum(run.writer_rss_mb for run in runs),
+    )
 
 
 def measure(name: str, settings: RunSettings) -> Result:
@@ -129,23 +150,22 @@ def measure(name: str, settings: RunSettings) -> Result:
     count = _event_count(case, settings)
     root = settings.workdir / f"case-{abs(hash(name)):x}"
     if case.processes > 1:
-        seconds, latencies = _drive_processes(case, settings, root, count)
+        run = _drive_processes(case, settings, root, count)
         count = count // case.processes * case.processes
     else:
-        seconds, latencies = _drive(case, settings, root, count)
+        run = _drive(case, settings, root, count)
     pool = settings.spec.pool()
     sizes = [line_bytes(fields) for fields in pool]
     total_bytes = sum(sizes[i % len(pool)] for i in range(count))
-    ordered = sorted(latencies)
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    ordered = sorted(run.latencies_ns)
     return Result(
         name=name,
         events=count,
-        seconds=seconds,
-        events_per_second=count / seconds,
-        mb_per_second=total_bytes / seconds / 1e6,
+        seconds=run.seconds,
+        events_per_second=count / run.seconds,
+        mb_per_second=total_bytes / run.seconds / 1e6,
         p50_us=ordered[len(ordered) // 2] / 1000,
         p99_us=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1000,
-        peak_rss_mb=max(own, children) / 1024,
+        peak_rss_mb=run.peak_rss_mb,
+        writer_rss_mb=run.writer_rss_mb,
     )

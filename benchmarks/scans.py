@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from audittrail.reader import AuditTrailReader
 from audittrail.writer import AuditTrailWriter
+from benchmarks.memory import peak_mb, reset_peak
 from benchmarks.workload import WorkloadSpec
 
 
@@ -50,14 +50,16 @@ class LongRun:
 
 
 def writer_peak_rss_mb(spec: WorkloadSpec, root: Path, events: int) -> float:
-    """Append ``events`` events in batch mode (run in a fresh process); return peak RSS in MB."""
+    """Append ``events`` events in batch mode (run in a fresh process); return the peak RSS in
+    MB while appending (the workload pool already in memory included)."""
     pool = spec.pool()
+    reset_peak()
     with AuditTrailWriter(
         root_path=root, durability="batch", max_file_size_bytes=spec.segment_bytes
     ) as writer:
         for fields in itertools.islice(itertools.cycle(pool), events):
             writer.append_event(**fields)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_mb()
 
 
 def scan(root: Path, tail: int = 1000) -> ScanResult:
