@@ -22,10 +22,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from _s3_proxy import CountingProxy, Request, Response
 
 FAULTS = ("500", "503", "slowdown", "drop_before", "drop_after", "delay")
+#: botocore's backoff before retry N is up to 2**(N-1) seconds; the fault tests scale it by this
+BACKOFF_SCALE = 0.02
 
 _ERRORS = {
     "500": (500, "Internal Server Error", "InternalError", "We encountered an internal error."),
@@ -116,6 +119,16 @@ class FaultProxy(CountingProxy):
             "retried_by": dict(sorted(self.retried.items())),
             "put_412": self.precondition_failed,
         }
+
+
+def scaled_backoff(original: Callable[..., Any], factor: float) -> Callable[..., float]:
+    """botocore's ``retryhandler.delay_exponential`` scaled by ``factor``: which requests are
+    retried, and how often, is unchanged; the delay function is bound when a client is made."""
+
+    def delay_exponential(base: Any, growth_factor: float, attempts: int) -> float:
+        return float(original(base, growth_factor, attempts)) * factor
+
+    return delay_exponential
 
 
 def _invocation(request: Request) -> tuple[str, int]:

@@ -18,6 +18,7 @@ other than ``none`` the writer stops at the ``SKIP+1``-th time it reaches that p
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -25,6 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import botocore.retryhandler
+from _fault_proxy import scaled_backoff
 from audittrail_s3.backend import S3Backend
 from audittrail_s3.index import IndexState, IndexStore
 from audittrail_s3.store import ObjectStore
@@ -34,6 +37,8 @@ from audittrail import AuditTrailWriter
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 import _crash_writer  # the local harness's appending threads and reports
 
+#: environment variable: scale botocore's retry delays by this factor
+BACKOFF_VARIABLE = "AUDITTRAIL_TEST_BACKOFF_SCALE"
 POINTS = ("none", "after-publish", "mid-upload", "before-seal", "after-seal", "mid-delete")
 
 
@@ -117,6 +122,11 @@ def install(stopper: Stopper) -> None:
 def main() -> None:
     url, options, seed, durability, limit, lease, point, skip = sys.argv[1:]
     assert point in POINTS, point
+    if BACKOFF_VARIABLE in os.environ:  # behind the fault proxy: retry quickly
+        original = botocore.retryhandler.delay_exponential
+        botocore.retryhandler.delay_exponential = scaled_backoff(
+            original, float(os.environ[BACKOFF_VARIABLE])
+        )
     S3Backend.lease_seconds = float(lease)
     S3Backend.seal_grace_seconds = 0.2
     install(Stopper(point, int(skip)))

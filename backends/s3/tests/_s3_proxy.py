@@ -7,10 +7,12 @@ Subclasses change what the client gets back by overriding ``CountingProxy.respon
 from __future__ import annotations
 
 import http.client
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import urlsplit
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "content-length"}
@@ -36,6 +38,16 @@ class Response:
     body: bytes
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up (killed writers, dropped connections) are not worth a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class CountingProxy:
     """Forwards every request to ``upstream`` and records it."""
 
@@ -44,8 +56,7 @@ class CountingProxy:
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self._lock = threading.Lock()
         self.requests: list[Request] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -28,11 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import botocore.retryhandler
 import pytest
-from _s3_crash_writer import POINTS
+from _fault_proxy import BACKOFF_SCALE, FaultProxy, scaled_backoff
+from _s3_crash_writer import BACKOFF_VARIABLE, POINTS
 from _s3_trail import check
 from audittrail_s3.backend import S3Backend
 from audittrail_s3.layout import chunk_name
+from conftest import options_for
 
 from audittrail import AuditTrailReader, AuditTrailWriter
 
@@ -245,3 +248,25 @@ def test_sigkilled_s3_writers_lose_nothing_acknowledged_long(
     run = _run(fresh_trail_url, s3_options, seed, ["fsync", "batch"] * 4, kills_per_round=12)
     assert sum(run.kills.values()) >= 96
     assert set(run.kills) == {"random", *POINTS[1:]}
+
+
+@pytest.mark.slow
+def test_sigkilled_s3_writers_behind_ten_percent_faults_lose_nothing_acknowledged(
+    fresh_trail_url: str, s3_endpoint: str, short_lease: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kills of the fast run, with every request of writers and checks through the fault
+    proxy (botocore's backoff scaled down in every process)."""
+    original = botocore.retryhandler.delay_exponential
+    monkeypatch.setattr(
+        botocore.retryhandler, "delay_exponential", scaled_backoff(original, BACKOFF_SCALE)
+    )
+    monkeypatch.setenv(BACKOFF_VARIABLE, str(BACKOFF_SCALE))
+    proxy = FaultProxy(s3_endpoint, rate=0.10, seed=3)
+    proxy.start()
+    try:
+        run = _run(fresh_trail_url, options_for(proxy.endpoint), 3, ["fsync", "batch"] * 2, 8)
+    finally:
+        proxy.stop()
+    print(proxy.summary())
+    assert sum(run.kills.values()) >= 32
+    assert sum(proxy.injected.values()) >= 0.05 * len(proxy.requests)

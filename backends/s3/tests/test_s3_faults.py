@@ -9,7 +9,6 @@ byte for byte, and IDs may be missing only for appends that raised.
 
 from __future__ import annotations
 
-import functools
 import random
 import threading
 import time
@@ -18,7 +17,7 @@ from typing import Any
 
 import botocore.retryhandler
 import pytest
-from _fault_proxy import FaultProxy
+from _fault_proxy import BACKOFF_SCALE, FaultProxy, scaled_backoff
 from _s3_trail import check, expected_line
 from audittrail_s3.backend import S3Backend
 from audittrail_s3.store import ObjectStore
@@ -30,8 +29,6 @@ from audittrail.testing import sample_event
 
 STREAMS = [("shop", "orders"), ("shop", "refunds"), ("billing", "invoices")]
 LIMIT = 16 * 1024
-#: botocore's backoff before retry N is up to 2**(N-1) seconds; scaled down by this factor
-BACKOFF_SCALE = 0.02
 SEED = 20261127
 
 
@@ -43,12 +40,9 @@ def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     (the fault proxy's port is new, so s3fs builds new ones) are affected.
     """
     original = botocore.retryhandler.delay_exponential
-
-    @functools.wraps(original)
-    def scaled(base: Any, growth_factor: float, attempts: int) -> float:
-        return float(original(base, growth_factor, attempts)) * BACKOFF_SCALE
-
-    monkeypatch.setattr(botocore.retryhandler, "delay_exponential", scaled)
+    monkeypatch.setattr(
+        botocore.retryhandler, "delay_exponential", scaled_backoff(original, BACKOFF_SCALE)
+    )
 
 
 @pytest.fixture
