@@ -61,12 +61,16 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only", action="append", metavar="TEXT", help="run only writers whose name contains TEXT"
     )
-    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs per writer; the median is reported"
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts, one round: a smoke run")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output dir")
     parser.add_argument("--workdir", type=Path, help="where trails are written (default: temp)")
     arguments = parser.parse_args(argv)
     if arguments.quick:
         arguments.events, arguments.s3_events, arguments.memory_events = 1_000, 300, 20_000
+        arguments.rounds = 1
     return arguments
 
 
@@ -109,18 +113,29 @@ def _in_child(function: Any, *arguments: Any) -> Any:
         return pool.submit(function, *arguments).result()
 
 
-def _run_cases(settings: RunSettings, names: list[str]) -> dict[str, Result]:
-    results: dict[str, Result] = {}
-    bar = ProgressBar(len(names), "writers", enabled=sys.stderr.isatty())
-    for name in names:
-        print(f"  running: {name}", file=sys.stderr, flush=True)
-        try:
-            results[name] = _in_child(measure, name, settings)
-        except Exception as exc:  # a failing contestant is reported, not fatal
-            results[name] = Result(name, 0, 0, 0, 0, 0, 0, 0, 0, f"{type(exc).__name__}: {exc}")
-        bar.advance()
+def _run_cases(settings: RunSettings, names: list[str], rounds: int) -> dict[str, Result]:
+    """Run every case ``rounds`` times, round after round (so drift of the machine hits every
+    case alike), each run in a fresh process; keep each case's median run by events/s."""
+    runs: dict[str, list[Result]] = {name: [] for name in names}
+    bar = ProgressBar(len(names) * rounds, "writers", enabled=sys.stderr.isatty())
+    for attempt in range(rounds):
+        for name in names:
+            print(f"  round {attempt + 1}/{rounds}: {name}", file=sys.stderr, flush=True)
+            try:
+                runs[name].append(_in_child(measure, name, settings, attempt))
+            except Exception as exc:  # a failing contestant is reported, not fatal
+                error = f"{type(exc).__name__}: {exc}"
+                runs[name].append(Result(name, 0, 0, 0, 0, 0, 0, 0, 0, error))
+            bar.advance()
     bar.close()
-    return results
+    return {name: _median(results) for name, results in runs.items()}
+
+
+def _median(results: list[Result]) -> Result:
+    failed = [result for result in results if result.error]
+    if failed:
+        return failed[0]
+    return sorted(results, key=lambda result: result.events_per_second)[len(results) // 2]
 
 
 def _long_run(spec: WorkloadSpec, workdir: Path, events: int) -> LongRun:
@@ -152,12 +167,13 @@ def main(argv: list[str] | None = None) -> int:
             names += [case.name for case in s3_cases()] if use_s3 else []
             if arguments.only:
                 names = [name for name in names if any(text in name for text in arguments.only)]
-            results = _run_cases(settings, names)
+            results = _run_cases(settings, names, arguments.rounds)
         long_run = None if arguments.only else _long_run(spec, workdir, arguments.memory_events)
     rows = result_rows(results)
     goal_rows = target_rows(targets(results, long_run))
     summary = (
         f"workload: {arguments.events:,} events per case ({arguments.s3_events:,} for S3), "
+        f"median of {arguments.rounds} run(s) each, "
         f"{arguments.threads} threads in the concurrent rows, segments of "
         f"{arguments.segment_bytes:,} bytes" + (f"; {long_run.describe()}" if long_run else "")
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -144,11 +145,12 @@ def _drive_processes(case: Case, settings: RunSettings, root: Path, count: int) 
     )
 
 
-def measure(name: str, settings: RunSettings) -> Result:
-    """Run case ``name`` here (meant to be a fresh child process) and return its figures."""
+def measure(name: str, settings: RunSettings, attempt: int = 0) -> Result:
+    """Run case ``name`` here (meant to be a fresh child process) on a new trail and return
+    its figures."""
     case = find_case(name, settings)
     count = _event_count(case, settings)
-    root = settings.workdir / f"case-{abs(hash(name)):x}"
+    root = settings.workdir / f"case-{zlib.crc32(name.encode()):08x}-{attempt}"
     if case.processes > 1:
         run = _drive_processes(case, settings, root, count)
         count = count // case.processes * case.processes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -151,6 +152,12 @@ class AuditTrailWriter:
         self.close()
 
 
+@functools.lru_cache(maxsize=1024)
+def _stream_of(domain: object, category: object) -> StreamKey:
+    """The stream of a (domain, category) pair, validated once per distinct pair."""
+    return StreamKey(validate_name("domain", domain), validate_name("category", category))
+
+
 def _prepare(
     *,
     domain: str,
@@ -163,7 +170,10 @@ def _prepare(
     timestamp: float | datetime | None = None,
 ) -> PreparedEvent:
     """Validate and encode one event; raises before anything is written or any ID is spent."""
-    stream = StreamKey(validate_name("domain", domain), validate_name("category", category))
+    try:
+        stream = _stream_of(domain, category)
+    except TypeError:  # unhashable, so not a name: let the check say what is wrong
+        stream = StreamKey(validate_name("domain", domain), validate_name("category", category))
     try:
         event = AuditEvent(
             event_id=0,
