@@ -53,9 +53,12 @@ def _short_write(fd: int, data: Any) -> int:
 
 def _reporting_allocate(original: Any) -> Any:
     def allocate(session: Any, count: int) -> int:
-        first: int = original(session, count)
+        # told before the real allocate, which in batch mode moves the counter at once
+        first = session._end + 1
         report(b"A %d %d\n" % (first, first + count - 1))
-        return first
+        allocated: int = original(session, count)
+        assert allocated == first
+        return allocated
 
     return allocate
 

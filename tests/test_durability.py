@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from audittrail import AuditTrailReader, AuditTrailWriter
+from audittrail import AuditTrailReader, AuditTrailWriter, WriterClosedError
 from audittrail.backends import local
 from audittrail.testing import sample_event
 
@@ -90,3 +90,64 @@ def test_batch_mode_flushes_at_interpreter_exit(tmp_path: Path) -> None:
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     assert _ids(tmp_path) == [1, 2, 3, 4, 5]
+
+
+def test_batch_ids_of_a_process_that_died_before_flushing_are_never_reused(
+    tmp_path: Path,
+) -> None:
+    script = (
+        "import os\n"
+        "from audittrail import AuditTrailWriter\n"
+        "from audittrail.testing import sample_event\n"
+        f"writer = AuditTrailWriter(root_path={str(tmp_path)!r}, durability='batch',"
+        " flush_interval=60)\n"
+        "print([writer.append_event(**sample_event(i)).event_id for i in range(3)], flush=True)\n"
+        "os._exit(0)  # dies before any flush: the three events are lost\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=True, timeout=60, text=True, capture_output=True
+    )
+    assert done.stdout.strip() == "[1, 2, 3]"
+    with AuditTrailWriter(root_path=tmp_path) as writer:
+        assert writer.append_event(**sample_event(3)).event_id == 4
+    reader = AuditTrailReader(root_path=tmp_path)
+    assert [event.event_id for event in reader.iter_events()] == [4]
+    assert reader.report.gaps == [(1, 3)]
+
+
+def test_batch_appends_racing_close_are_kept_or_refused_and_release_the_trail(
+    tmp_path: Path,
+) -> None:
+    writer = AuditTrailWriter(root_path=tmp_path, durability="batch", flush_interval=60)
+    kept: list[int] = []
+    refused: list[Exception] = []
+    started = threading.Barrier(5)
+
+    def append_until_closed() -> None:
+        started.wait()
+        for i in range(10_000):
+            try:
+                kept.append(writer.append_event(**sample_event(i)).event_id)
+            except WriterClosedError as exc:
+                refused.append(exc)
+                return
+
+    appenders = [threading.Thread(target=append_until_closed) for _ in range(4)]
+    for thread in appenders:
+        thread.start()
+    started.wait()
+    time.sleep(0.02)
+    writer.close()
+    for thread in appenders:
+        thread.join()
+    assert len(refused) == 4  # every appender was told, none slipped past close()
+
+    def next_writer() -> None:
+        with AuditTrailWriter(root_path=tmp_path) as successor:
+            successor.append_event(**sample_event(0))
+
+    successor = threading.Thread(target=next_writer)
+    successor.start()
+    successor.join(timeout=10)
+    assert not successor.is_alive(), "the closed batch writer still holds the trail's lock"
+    assert _ids(tmp_path) == [*sorted(kept), len(kept) + 1]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import multiprocessing
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +185,8 @@ def test_root_that_cannot_be_created_is_refused_with_its_path() -> None:
         {"max_file_size_bytes": True},
         {"durability": "sometimes"},
         {"flush_interval": 0},
+        {"flush_interval": float("nan")},
+        {"flush_interval": float("inf")},
         {"flush_max_events": 0},
     ],
 )
@@ -235,3 +239,56 @@ def test_min_event_id_skips_segments_yet_survives_a_damaged_first_line(tmp_path:
     middle.write_bytes(b"{damaged first line}\n" + middle.read_bytes())
     for low in (1, 17, 30, 45, 59, 60):
         assert _ids(tmp_path, min_event_id=low) == list(range(low, 61))
+
+
+@pytest.mark.parametrize("durability", ["fsync", "batch"])
+def test_a_writer_inherited_through_fork_reopens_instead_of_sharing_the_lock(
+    tmp_path: Path, durability: str
+) -> None:
+    writer = AuditTrailWriter(root_path=tmp_path, durability=durability, max_file_size_bytes=4000)
+    writer.append_event(**sample_event(0))  # the parent holds open files (and, in batch, a lock)
+    children = []
+    for child in range(3):
+        pid = os.fork()
+        if pid == 0:  # the child: the writer it inherited must still be safe to use
+            status = 1
+            try:
+                for i in range(150):
+                    writer.append_event(**sample_event(i, category=f"c{child}"))
+                writer.close()
+                status = 0
+            finally:
+                os._exit(status)
+        children.append(pid)
+    for i in range(150):
+        writer.append_event(**sample_event(i))
+    writer.close()
+    for pid in children:
+        assert os.waitpid(pid, 0)[1] == 0
+    reader = AuditTrailReader(root_path=tmp_path)
+    assert [event.event_id for event in reader.iter_events()] == list(range(1, 602))
+    assert reader.report.clean
+
+
+def test_scans_during_live_writes_report_no_false_gaps(tmp_path: Path) -> None:
+    writer = AuditTrailWriter(root_path=tmp_path)
+    stop = threading.Event()
+
+    def write() -> None:
+        for i in itertools.count():
+            if stop.is_set():
+                return
+            writer.append_event(**sample_event(i, category=("a", "b", "c")[i % 3]))
+
+    appender = threading.Thread(target=write)
+    appender.start()
+    try:
+        for _ in range(200):
+            reader = AuditTrailReader(root_path=tmp_path)
+            ids = [event.event_id for event in reader.iter_events()]
+            assert reader.report.gaps == [], "IDs of a commit in flight were reported missing"
+            assert ids == list(range(1, len(ids) + 1))
+    finally:
+        stop.set()
+        appender.join()
+        writer.close()

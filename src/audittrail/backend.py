@@ -71,8 +71,9 @@ def plan_rotation(
 class CommitSession(ABC):
     """Exclusive right to allocate IDs and append, from ``Backend.begin`` to commit or abort."""
 
-    #: set once the allocated IDs were returned to callers before the commit (``batch`` mode):
-    #: if the commit then fails, the IDs must stay spent rather than be given to later events
+    #: set when allocated IDs are returned to callers before the commit (``batch`` mode): they
+    #: must then stay spent, if the commit fails or the process dies first, rather than be
+    #: given to later events
     ids_handed_out = False
 
     @abstractmethod
@@ -137,7 +138,8 @@ class Backend(ABC):
 
     @abstractmethod
     def last_event_id(self) -> int:
-        """The highest ID allocated so far (0 for an empty trail)."""
+        """The highest ID allocated by a finished commit (0 for an empty trail): every ID up
+        to it is written, or was lost by a writer that died."""
 
     @abstractmethod
     def list_streams(self) -> list[StreamKey]:
@@ -160,3 +162,7 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; the default has none."""
+
+    def abandon(self) -> None:  # noqa: B027 - optional hook
+        """In a forked child: let go of handles inherited from the parent without releasing
+        anything the parent still holds (its locks); the default has none."""

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from audittrail.backend import Backend, CommitSession, StreamKey
 from audittrail.encoding import render_line
-from audittrail.errors import AuditTrailError
+from audittrail.errors import AuditTrailError, WriterClosedError
 from audittrail.events import AuditEvent
 
 log = logging.getLogger("audittrail")
@@ -104,7 +104,13 @@ class GroupCommitter:
                 group = None
             else:
                 self._leader_active = True
-                self._gather()
+                try:
+                    self._gather()
+                except BaseException:  # interrupted while waiting: hand leadership back
+                    self._queue.remove(request)
+                    self._leader_active = False
+                    self._group_done.notify_all()
+                    raise
                 group, self._queue = self._queue, []
         if group is not None:
             try:
@@ -175,6 +181,9 @@ class GroupCommitter:
     def close(self) -> None:
         """Nothing to stop."""
 
+    def abandon(self) -> None:
+        """In a forked child: nothing of the parent's is pending here."""
+
 
 class BatchCommitter:
     """Hold one commit session open while events accumulate; commit it every
@@ -197,6 +206,7 @@ class BatchCommitter:
         self._opened_at = 0.0
         self._pending = 0
         self._error: BaseException | None = None
+        self._closed = False
         self._stopping = threading.Event()
         self._flusher = threading.Thread(target=self._run, name="audittrail-batch", daemon=True)
         self._flusher.start()
@@ -205,12 +215,14 @@ class BatchCommitter:
 
     def submit(self, events: Sequence[PreparedEvent]) -> None:
         with self._lock:
+            if self._closed:
+                raise WriterClosedError("the batch writer was closed")
             self._raise_pending_error()
             if self._session is None:
                 self._session = self._backend.begin(max_segment_bytes=self._max_segment_bytes)
+                self._session.ids_handed_out = True
                 self._opened_at = time.monotonic()
             _assign(events, _stage(self._session, events))
-            self._session.ids_handed_out = True
             self._pending += len(events)
             if self._pending >= self._flush_max_events:
                 self._commit_locked()
@@ -221,11 +233,20 @@ class BatchCommitter:
             self._commit_locked()
             self._raise_pending_error()
 
+    def abandon(self) -> None:
+        """In a forked child: the pending session and events are the parent's; never flush
+        them from here (the flusher thread did not survive the fork anyway)."""
+        atexit.unregister(self._exit_hook)
+        self._session = None
+
     def close(self) -> None:
         atexit.unregister(self._exit_hook)
         self._stopping.set()
         self._flusher.join()
-        self.flush()
+        with self._lock:
+            self._closed = True
+            self._commit_locked()
+            self._raise_pending_error()
 
     def _run(self) -> None:
         while not self._stopping.wait(self._flush_interval / 4):

@@ -108,6 +108,9 @@ class AuditTrailReader:
         """
         wanted_domains, wanted_categories = _names(domains), _names(categories)
         wanted_models = _names(model_names)
+        whole_trail = wanted_domains is None and wanted_categories is None
+        # the counter before the listing: every ID up to it is written by then
+        allocated = self.backend.last_event_id() if whole_trail else 0
         per_stream = [
             self._stream_events(stream, min_event_id, max_event_id)
             for stream in self.backend.list_streams()
@@ -115,8 +118,7 @@ class AuditTrailReader:
             and (wanted_categories is None or stream.category in wanted_categories)
         ]
         merged: Iterator[AuditEvent] = heapq.merge(*per_stream, key=lambda e: e.event_id)
-        if wanted_domains is None and wanted_categories is None:
-            allocated = self.backend.last_event_id()
+        if whole_trail:
             if max_event_id is not None:
                 allocated = min(allocated, max_event_id)
             merged = self._checking_sequence(merged, min_event_id or 1, allocated)
@@ -134,17 +136,20 @@ class AuditTrailReader:
     ) -> Iterator[AuditEvent]:
         """Pass ``events`` through, recording gaps and duplicates in the ID sequence.
 
-        ``allocated`` is the counter when the scan began: IDs past it that are missing may
-        simply not be written yet, so only IDs up to it count as gaps at the end.
+        ``allocated`` is the counter when the scan began: every ID up to it was written by
+        then, so it is checked. Later IDs are passed through unchecked: streams are read one
+        after another while writers go on, so a stream read early lacks what was written since.
         """
         previous = expected - 1
         for event in events:
-            if event.event_id == previous:
-                self.report.duplicate_ids += 1
-                log.warning("event_id %d appears more than once", previous)
-            elif event.event_id > previous + 1:
-                self._record_gap(previous + 1, event.event_id - 1)
-            previous = max(previous, event.event_id)
+            event_id = event.event_id
+            if event_id <= allocated:
+                if event_id == previous:
+                    self.report.duplicate_ids += 1
+                    log.warning("event_id %d appears more than once", previous)
+                elif event_id > previous + 1:
+                    self._record_gap(previous + 1, event_id - 1)
+                previous = max(previous, event_id)
             yield event
         if allocated > previous:
             self._record_gap(previous + 1, allocated)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -50,10 +51,14 @@ class AuditTrailWriter:
     ) -> None:
         _positive("max_file_size_bytes", max_file_size_bytes, int)
         _positive("flush_max_events", flush_max_events, int)
-        if isinstance(flush_interval, int | float) and not isinstance(flush_interval, bool):
-            _positive("flush_interval", float(flush_interval), float)
-        else:
-            raise ConfigurationError(f"flush_interval must be a number, got {flush_interval!r}")
+        if (
+            not isinstance(flush_interval, int | float)
+            or isinstance(flush_interval, bool)
+            or not 0 < flush_interval <= threading.TIMEOUT_MAX  # also refuses NaN
+        ):
+            raise ConfigurationError(
+                f"flush_interval must be a positive number of seconds, got {flush_interval!r}"
+            )
         try:
             self.durability = Durability(durability)
         except ValueError:
@@ -63,21 +68,33 @@ class AuditTrailWriter:
             ) from None
         self.root_path = root_path
         self.max_file_size_bytes = max_file_size_bytes
-        self._backend = open_backend(root_path, **dict(storage_options or {}))
-        self._backend.open_for_writing()
+        self._storage_options = dict(storage_options or {})
+        self._flush_interval = float(flush_interval)
+        self._flush_max_events = flush_max_events
+        self._open_storage()
+        self._closed = False
+
+    def _open_storage(self) -> None:
+        """Open the backend and the committer of this process."""
+        self._pid = os.getpid()
+        self._backend = open_backend(self.root_path, **self._storage_options)
+        try:
+            self._backend.open_for_writing()
+        except BaseException:
+            self._backend.close()
+            raise
         self._committer: GroupCommitter | BatchCommitter
         if self.durability is Durability.BATCH:
             self._committer = BatchCommitter(
                 self._backend,
-                max_file_size_bytes,
-                flush_interval=float(flush_interval),
-                flush_max_events=flush_max_events,
+                self.max_file_size_bytes,
+                flush_interval=self._flush_interval,
+                flush_max_events=self._flush_max_events,
             )
         else:
             self._committer = GroupCommitter(
-                self._backend, max_file_size_bytes, sync=self.durability is Durability.FSYNC
+                self._backend, self.max_file_size_bytes, sync=self.durability is Durability.FSYNC
             )
-        self._closed = False
 
     def append_event(
         self,
@@ -124,7 +141,16 @@ class AuditTrailWriter:
     def _submit(self, prepared: list[PreparedEvent]) -> None:
         if self._closed:
             raise WriterClosedError(f"writer for {self.root_path} is closed")
+        if os.getpid() != self._pid:
+            self._reopen_after_fork()
         self._committer.submit(prepared)
+
+    def _reopen_after_fork(self) -> None:
+        """In a child process, the inherited handles, locks and unflushed events belong to the
+        parent: drop them without touching the parent's lock, and open the trail afresh."""
+        self._committer.abandon()
+        self._backend.abandon()
+        self._open_storage()
 
     def flush(self) -> None:
         """Make every event appended so far durable (matters in ``batch`` mode)."""

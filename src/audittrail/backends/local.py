@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from audittrail.backend import (
     segment_name,
 )
 from audittrail.encoding import line_event_id
-from audittrail.errors import StorageError
+from audittrail.errors import StorageError, WriterClosedError
 
 LOCK_NAME = ".audittrail.lock"
 TORN_SUFFIX = ".torn"
@@ -135,6 +135,7 @@ class LocalBackend(Backend):
         self._unsynced_directories: set[Path] = set()
         self._index_written_at = 0.0
         self._sync_pool: ThreadPoolExecutor | None = None
+        self._closed = False
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -177,6 +178,8 @@ class LocalBackend(Backend):
     def _acquire(self) -> None:
         self._thread_lock.acquire()
         try:
+            if self._closed:
+                raise WriterClosedError(f"trail {self.root} was closed by this writer")
             while True:
                 if self._lock_fd is None:
                     flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
@@ -301,7 +304,9 @@ class LocalBackend(Backend):
         elif descriptors:
             if self._sync_pool is None:
                 self._sync_pool = ThreadPoolExecutor(SYNC_THREADS, "audittrail-sync")
-            for done in [self._sync_pool.submit(_datasync, fd) for fd in descriptors]:
+            syncs = [self._sync_pool.submit(_datasync, fd) for fd in descriptors]
+            wait(syncs)  # all of them, before a failure can lead to closing descriptors
+            for done in syncs:
                 done.result()
         for directory in sorted(self._unsynced_directories, key=lambda p: len(p.parts)):
             _fsync_directory(directory)
@@ -318,13 +323,25 @@ class LocalBackend(Backend):
             os.close(segment.fd)
         self._segments.clear()
 
+    def abandon(self) -> None:
+        """Close the inherited descriptors without unlocking: ``flock`` belongs to the open
+        file the parent shares, so an unlock here would release the parent's lock."""
+        for segment in [*self._segments.values(), *self._retired]:
+            os.close(segment.fd)
+        self._segments.clear()
+        self._retired.clear()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self._sync_pool = None
+
     def close(self) -> None:
-        if self._sync_pool is not None:
-            self._sync_pool.shutdown()
-            self._sync_pool = None
-        if self._lock_fd is None:
+        """Bring ``index.json`` up to date and release every handle; later commits fail."""
+        if self._closed or self._lock_fd is None:
+            self._closed = True
             return
         self._acquire()
+        self._closed = True
         try:
             counter = self._read_counter()
             if counter is not None and counter != self._read_index():
@@ -332,6 +349,9 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise StorageError(f"cannot write the index of trail {self.root}: {exc}") from exc
         finally:
+            if self._sync_pool is not None:
+                self._sync_pool.shutdown()
+                self._sync_pool = None
             self._forget_segments()
             fd, self._lock_fd = self._lock_fd, None
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -341,8 +361,11 @@ class LocalBackend(Backend):
     # -- reading -----------------------------------------------------------------------------
 
     def last_event_id(self) -> int:
+        """The counter once no commit is under way (a shared lock waits for the current one),
+        so that every ID up to it is written, or lost for good."""
         try:
             with open(self.root / LOCK_NAME, "rb") as lock:
+                fcntl.flock(lock, fcntl.LOCK_SH)
                 text = lock.read(64).strip()
         except OSError:  # missing, or not a file
             text = b""
@@ -387,6 +410,19 @@ class _LocalSession(QueueingSession):
         super().__init__(counter, max_segment_bytes)
         self._backend = backend
         self._open = True
+
+    def allocate(self, count: int) -> int:
+        """Reserve IDs; IDs handed out before the commit are written to the counter at once,
+        so that a crash before the commit leaves them spent (a reported gap), never reused."""
+        first = super().allocate(count)
+        if self.ids_handed_out:
+            try:
+                self._backend._write_counter(self._end)
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot reserve IDs in trail {self._backend.root}: {exc}"
+                ) from exc
+        return first
 
     def commit(self, *, sync: bool) -> None:
         backend = self._backend
