@@ -361,11 +361,14 @@ class LocalBackend(Backend):
     # -- reading -----------------------------------------------------------------------------
 
     def last_event_id(self) -> int:
-        """The counter once no commit is under way (a shared lock waits for the current one),
-        so that every ID up to it is written, or lost for good."""
+        """The counter if no commit is under way; during one (its IDs may not be written yet)
+        the lagging ``index.json``, which is only ever written after the data. Never waits."""
         try:
             with open(self.root / LOCK_NAME, "rb") as lock:
-                fcntl.flock(lock, fcntl.LOCK_SH)
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return self._read_index() or 0
                 text = lock.read(64).strip()
         except OSError:  # missing, or not a file
             text = b""
