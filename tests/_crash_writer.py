@@ -53,9 +53,11 @@ def _short_write(fd: int, data: Any) -> int:
 
 def _reporting_allocate(original: Any) -> Any:
     def allocate(session: Any, count: int) -> int:
-        # told before the real allocate, which in batch mode moves the counter at once
+        # told before the real allocate, which in batch mode moves the counter at once, by a
+        # whole block of IDs
         first = session._end + 1
-        report(b"A %d %d\n" % (first, first + count - 1))
+        block = local.HANDED_OUT_BLOCK if session.ids_handed_out else 0
+        report(b"A %d %d\n" % (first, first + count - 1 + block))
         allocated: int = original(session, count)
         assert allocated == first
         return allocated

@@ -41,6 +41,8 @@ from audittrail.errors import StorageError, WriterClosedError
 LOCK_NAME = ".audittrail.lock"
 TORN_SUFFIX = ".torn"
 INDEX_REFRESH_SECONDS = 1.0
+#: IDs handed out before their commit (``batch`` mode) go on the counter this many at a time
+HANDED_OUT_BLOCK = 64
 #: segments of different streams written in one commit are synced by up to this many threads
 SYNC_THREADS = 8
 _TAIL_CHUNK = 64 * 1024
@@ -412,15 +414,18 @@ class _LocalSession(QueueingSession):
     def __init__(self, backend: LocalBackend, counter: int, max_segment_bytes: int) -> None:
         super().__init__(counter, max_segment_bytes)
         self._backend = backend
+        self._reserved = counter
         self._open = True
 
     def allocate(self, count: int) -> int:
-        """Reserve IDs; IDs handed out before the commit are written to the counter at once,
-        so that a crash before the commit leaves them spent (a reported gap), never reused."""
+        """Reserve IDs; IDs handed out before the commit are on the counter at once (in blocks
+        of ``HANDED_OUT_BLOCK``), so that a crash before the commit leaves them spent, a
+        reported gap, never reused. The commit trims the counter to the IDs really used."""
         first = super().allocate(count)
-        if self.ids_handed_out:
+        if self.ids_handed_out and self._end > self._reserved:
+            self._reserved = self._end + HANDED_OUT_BLOCK - 1
             try:
-                self._backend._write_counter(self._end)
+                self._backend._write_counter(self._reserved)
             except OSError as exc:
                 raise StorageError(
                     f"cannot reserve IDs in trail {self._backend.root}: {exc}"
@@ -431,7 +436,7 @@ class _LocalSession(QueueingSession):
         backend = self._backend
         written: list[tuple[_OpenSegment, int]] = []
         try:
-            if self._end != self._start:
+            if self._end != self._start or self._reserved != self._end:
                 backend._write_counter(self._end)
             for stream, lines in self._queued.items():
                 segment = backend._segment_for(stream)
