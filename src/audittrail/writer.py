@@ -199,7 +199,7 @@ def _prepare(
     try:
         stream = _stream_of(domain, category)
     except TypeError:  # unhashable, so not a name: let the check say what is wrong
-        stream = StreamKey(validate_name("domain", domain), validate_name("category", category))
+        stream = _stream_of.__wrapped__(domain, category)
     try:
         event = AuditEvent(
             event_id=0,

@@ -41,6 +41,8 @@ from audittrail.errors import StorageError, WriterClosedError
 LOCK_NAME = ".audittrail.lock"
 TORN_SUFFIX = ".torn"
 INDEX_REFRESH_SECONDS = 1.0
+#: the counter is a padded decimal line; reading this much covers it
+COUNTER_READ_BYTES = 64
 #: IDs handed out before their commit (``batch`` mode) go on the counter this many at a time
 HANDED_OUT_BLOCK = 64
 #: segments of different streams written in one commit are synced by up to this many threads
@@ -66,6 +68,12 @@ class _OpenSegment:
 def _datasync(fd: int) -> None:
     """``fdatasync`` where the platform has it (Linux), ``fsync`` elsewhere (macOS)."""
     getattr(os, "fdatasync", os.fsync)(fd)
+
+
+def _parse_counter(data: bytes) -> int | None:
+    """The counter held by the lock file, ``None`` if it holds anything else."""
+    text = data.strip()
+    return int(text) if text.isdigit() else None
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -212,8 +220,7 @@ class LocalBackend(Backend):
 
     def _read_counter(self) -> int | None:
         assert self._lock_fd is not None
-        text = os.pread(self._lock_fd, 64, 0).strip()
-        return int(text) if text.isdigit() else None
+        return _parse_counter(os.pread(self._lock_fd, COUNTER_READ_BYTES, 0))
 
     def _write_counter(self, value: int) -> None:
         assert self._lock_fd is not None
@@ -247,11 +254,12 @@ class LocalBackend(Backend):
     def _reconcile(self) -> None:
         """Set the counter to the highest of counter file, ``index.json`` and stream tails."""
         self._forget_segments()
-        highest = max(self._read_counter() or 0, self._read_index() or 0)
+        index = self._read_index()
+        highest = max(self._read_counter() or 0, index or 0)
         for stream in self.list_streams():
             highest = max(highest, self._highest_id_in_tail(stream))
         self._write_counter(highest)
-        if self._read_index() != highest:
+        if index != highest:
             self._write_index(highest)
         self._known_counter = highest
 
@@ -371,11 +379,10 @@ class LocalBackend(Backend):
                     fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 except BlockingIOError:
                     return self._read_index() or 0
-                text = lock.read(64).strip()
+                counter = _parse_counter(lock.read(COUNTER_READ_BYTES))
         except OSError:  # missing, or not a file
-            text = b""
-        counter = int(text) if text.isdigit() else 0
-        return max(counter, self._read_index() or 0)
+            counter = None
+        return max(counter or 0, self._read_index() or 0)
 
     def list_streams(self) -> list[StreamKey]:
         streams: list[StreamKey] = []
