@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,10 @@ class Target:
     met: bool
 
 
-def _rate(results: dict[str, Result], prefix: str) -> float | None:
-    """Events/s of the first successful case whose name starts with ``prefix``."""
+def _rate(results: dict[str, Result], pattern: str) -> float | None:
+    """Events/s of the first successful case whose whole name matches ``pattern``."""
     for name, result in results.items():
-        if name.startswith(prefix) and not result.error:
+        if re.fullmatch(pattern, name) and not result.error:
             return result.events_per_second
     return None
 
@@ -47,7 +48,7 @@ def targets(results: dict[str, Result], long_run: LongRun | None) -> list[Target
     found: list[Target] = []
 
     def ratio(configuration: str, case: str, baseline: str, goal: float) -> None:
-        rate, base = _rate(results, case), _rate(results, baseline)
+        rate, base = _rate(results, case), _rate(results, re.escape(baseline))
         if rate is not None and base:
             value = rate / base
             found.append(
@@ -55,12 +56,17 @@ def targets(results: dict[str, Result], long_run: LongRun | None) -> list[Target
             )
 
     ratio("local fsync, 1 thread", "audittrail local fsync", NAIVE, 3)
-    ratio("local fsync, threads", "audittrail local fsync, ", NAIVE, 10)
+    ratio("local fsync, threads", r"audittrail local fsync, \d+ threads", NAIVE, 10)
     ratio("local flush, 1 thread", "audittrail local flush", NAIVE, 20)
     ratio("local flush, 1 thread", "audittrail local flush", STDLIB, 2)
     ratio("local batch, 1 thread", "audittrail local batch", NAIVE, 30)
     ratio("local batch, 1 thread", "audittrail local batch", BARE, 0.6)
-    ratio("local append_events(1000), fsync", "audittrail local fsync, append_events", NAIVE, 50)
+    ratio(
+        "local append_events(1000), fsync",
+        r"audittrail local fsync, append_events\(1000\)",
+        NAIVE,
+        50,
+    )
     ratio("S3 batch, 1 thread", "audittrail S3 batch", NAIVE_S3, 50)
     if long_run is None:
         return found

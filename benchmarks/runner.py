@@ -56,12 +56,13 @@ def _event_count(case: Case, settings: RunSettings) -> int:
     return min(settings.spec.events, settings.s3_events) if case.s3 else settings.spec.events
 
 
-def _drive(case: Case, settings: RunSettings, root: Path, count: int) -> Run:
-    """Append ``count`` events from ``case.threads`` threads and close the writer.
+def _drive(
+    case: Case, settings: RunSettings, root: Path, count: int, pool: list[dict[str, Any]]
+) -> Run:
+    """Append ``count`` events of ``pool`` from ``case.threads`` threads and close the writer.
 
     Times from the first append to the end of ``close()``, with the latency of every call.
     """
-    pool = settings.spec.pool()
     if case.baseline:
         pool = [plain_fields(fields) for fields in pool]
     appender = case.build(root, settings.spec.segment_bytes, settings.context)
@@ -116,8 +117,9 @@ def _process_worker(
     name: str, settings: RunSettings, root: Path, count: int, start: Any, results: Any
 ) -> None:
     case = find_case(name, settings)
+    pool = settings.spec.pool()
     start.wait()
-    results.put(_drive(case, settings, root, count))
+    results.put(_drive(case, settings, root, count, pool))
 
 
 def _drive_processes(case: Case, settings: RunSettings, root: Path, count: int) -> Run:
@@ -151,12 +153,12 @@ def measure(name: str, settings: RunSettings, attempt: int = 0) -> Result:
     case = find_case(name, settings)
     count = _event_count(case, settings)
     root = settings.workdir / f"case-{zlib.crc32(name.encode()):08x}-{attempt}"
+    pool = settings.spec.pool()
     if case.processes > 1:
         run = _drive_processes(case, settings, root, count)
         count = count // case.processes * case.processes
     else:
-        run = _drive(case, settings, root, count)
-    pool = settings.spec.pool()
+        run = _drive(case, settings, root, count, pool)
     sizes = [line_bytes(fields) for fields in pool]
     total_bytes = sum(sizes[i % len(pool)] for i in range(count))
     ordered = sorted(run.latencies_ns)
