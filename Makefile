@@ -13,10 +13,10 @@ $(INSTALLED): pyproject.toml backends/s3/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]' -e backends/s3
 	touch $(INSTALLED)
 
-setup: $(INSTALLED)  ## create .venv and install audittrail, the S3 plugin and the dev tools
+setup: $(INSTALLED)  ## create .venv and install trailstore, the S3 plugin and the dev tools
 
-demo: $(INSTALLED)  ## write, query and replay a demo trail in ./audittrail-demo
-	$(BIN)/audittrail demo
+demo: $(INSTALLED)  ## write, query and replay a demo trail in ./trailstore-demo
+	$(BIN)/trailstore demo
 
 lint: $(INSTALLED)  ## ruff and mypy (strict)
 	$(BIN)/ruff check $(LINT_PATHS)
@@ -36,4 +36,4 @@ bench-quick: $(INSTALLED)  ## a smoke run of the harness in under a minute
 	$(BIN)/python -m benchmarks --quick --out benchmarks/results/quick
 
 clean:
-	rm -rf $(VENV) audittrail-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) trailstore-demo .pytest_cache .mypy_cache .ruff_cache

@@ -18,7 +18,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from audittrail.cli import ProgressBar
 from benchmarks.cases import local_cases, s3_cases
 from benchmarks.report import (
     HEADER,
@@ -33,14 +32,15 @@ from benchmarks.report import (
 from benchmarks.runner import Result, RunSettings, measure
 from benchmarks.scans import LongRun, scan, writer_peak_rss_mb
 from benchmarks.workload import WorkloadSpec
+from trailstore.cli import ProgressBar
 
 DESCRIPTION = """\
 Run one realistic CRUD workload (payloads of about 200-2000 bytes over four streams) through
-audittrail in every durability mode and through the writers people use instead, each case in a
+trailstore in every durability mode and through the writers people use instead, each case in a
 fresh process, and report events/s, MB/s, p50/p99 append latency and peak RSS, each as a ratio
 to the naive per-event writer measured in the same run. Also measures writer memory growth over
 a long run and reader scan speed. S3 cases run against a moto server on 127.0.0.1 when the
-audittrail-s3 plugin is installed.
+trailstore-s3 plugin is installed.
 """
 
 
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the harness; exit 0 when it completed (targets are reported, not enforced)."""
     arguments = _arguments(argv)
     spec = WorkloadSpec(events=arguments.events, segment_bytes=arguments.segment_bytes)
-    use_s3 = not arguments.no_s3 and importlib.util.find_spec("audittrail_s3") is not None
+    use_s3 = not arguments.no_s3 and importlib.util.find_spec("trailstore_s3") is not None
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=arguments.workdir) as scratch:
         workdir = Path(scratch)

@@ -1,4 +1,4 @@
-"""The writers audittrail is compared against, each a faithful model of a real alternative."""
+"""The writers trailstore is compared against, each a faithful model of a real alternative."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from audittrail.backend import parse_segment_name, segment_name
-from audittrail.events import AuditEvent
+from trailstore.backend import parse_segment_name, segment_name
+from trailstore.events import AuditEvent
 
 
 def _line(event_id: int, fields: dict[str, Any]) -> str:

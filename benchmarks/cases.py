@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from audittrail.writer import AuditTrailWriter
 from benchmarks.baselines import BareLoopWriter, NaiveS3Writer, NaiveWriter, RotatingHandlerWriter
+from trailstore.writer import AuditTrailWriter
 
 NAIVE = "naive per-event writer"
 NAIVE_S3 = "naive S3 (PUT per event)"
@@ -24,7 +24,7 @@ class Appender(Protocol):
     def close(self) -> None: ...
 
 
-class AudittrailAppender:
+class TrailstoreAppender:
     """``AuditTrailWriter`` behind the runner's interface."""
 
     def __init__(self, url: str, segment_bytes: int, **settings: Any) -> None:
@@ -62,18 +62,18 @@ def _s3_url(context: dict[str, Any], root: Path) -> str:
     return f"s3://{context['s3_bucket']}/{root.name}"
 
 
-def _audittrail(
+def _trailstore(
     durability: str, **settings: Any
 ) -> Callable[[Path, int, dict[str, Any]], Appender]:
     def build(root: Path, segment_bytes: int, context: dict[str, Any]) -> Appender:
-        return AudittrailAppender(str(root), segment_bytes, durability=durability, **settings)
+        return TrailstoreAppender(str(root), segment_bytes, durability=durability, **settings)
 
     return build
 
 
-def _audittrail_s3(durability: str) -> Callable[[Path, int, dict[str, Any]], Appender]:
+def _trailstore_s3(durability: str) -> Callable[[Path, int, dict[str, Any]], Appender]:
     def build(root: Path, segment_bytes: int, context: dict[str, Any]) -> Appender:
-        return AudittrailAppender(
+        return TrailstoreAppender(
             _s3_url(context, root),
             segment_bytes,
             durability=durability,
@@ -84,7 +84,7 @@ def _audittrail_s3(durability: str) -> Callable[[Path, int, dict[str, Any]], App
 
 
 def _memory(root: Path, segment_bytes: int, context: dict[str, Any]) -> Appender:
-    return AudittrailAppender(f"memory://{root}", segment_bytes, durability="fsync")
+    return TrailstoreAppender(f"memory://{root}", segment_bytes, durability="fsync")
 
 
 def _naive_s3(root: Path, segment_bytes: int, context: dict[str, Any]) -> Appender:
@@ -107,19 +107,19 @@ def local_cases(threads: int, processes: int) -> list[Case]:
         Case(NAIVE, lambda root, size, _: NaiveWriter(root, size), baseline=True),
         Case(STDLIB, lambda root, size, _: RotatingHandlerWriter(root, size), baseline=True),
         Case(BARE, lambda root, size, _: BareLoopWriter(root, size), baseline=True),
-        Case("audittrail local fsync", _audittrail("fsync")),
-        Case(f"audittrail local fsync, {threads} threads", _audittrail("fsync"), threads=threads),
-        Case("audittrail local flush", _audittrail("flush")),
-        Case(f"audittrail local flush, {threads} threads", _audittrail("flush"), threads=threads),
-        Case("audittrail local batch", _audittrail("batch")),
-        Case("audittrail local fsync, append_events(1000)", _audittrail("fsync"), batch=1000),
-        Case("audittrail memory", _memory),
+        Case("trailstore local fsync", _trailstore("fsync")),
+        Case(f"trailstore local fsync, {threads} threads", _trailstore("fsync"), threads=threads),
+        Case("trailstore local flush", _trailstore("flush")),
+        Case(f"trailstore local flush, {threads} threads", _trailstore("flush"), threads=threads),
+        Case("trailstore local batch", _trailstore("batch")),
+        Case("trailstore local fsync, append_events(1000)", _trailstore("fsync"), batch=1000),
+        Case("trailstore memory", _memory),
     ]
     if processes > 1:
         cases.append(
             Case(
-                f"audittrail local fsync, {processes} processes x {threads} threads",
-                _audittrail("fsync"),
+                f"trailstore local fsync, {processes} processes x {threads} threads",
+                _trailstore("fsync"),
                 threads=threads,
                 processes=processes,
             )
@@ -128,9 +128,9 @@ def local_cases(threads: int, processes: int) -> list[Case]:
 
 
 def s3_cases() -> list[Case]:
-    """The object-store contestants (need the moto server and the audittrail-s3 plugin)."""
+    """The object-store contestants (need the moto server and the trailstore-s3 plugin)."""
     return [
         Case(NAIVE_S3, _naive_s3, s3=True, baseline=True),
-        Case("audittrail S3 fsync", _audittrail_s3("fsync"), s3=True),
-        Case("audittrail S3 batch", _audittrail_s3("batch"), s3=True),
+        Case("trailstore S3 fsync", _trailstore_s3("fsync"), s3=True),
+        Case("trailstore S3 batch", _trailstore_s3("batch"), s3=True),
     ]

@@ -55,19 +55,19 @@ def targets(results: dict[str, Result], long_run: LongRun | None) -> list[Target
                 Target(configuration, f">= {goal:g}x {baseline}", f"{value:.1f}x", value >= goal)
             )
 
-    ratio("local fsync, 1 thread", "audittrail local fsync", NAIVE, 3)
-    ratio("local fsync, threads", r"audittrail local fsync, \d+ threads", NAIVE, 10)
-    ratio("local flush, 1 thread", "audittrail local flush", NAIVE, 20)
-    ratio("local flush, 1 thread", "audittrail local flush", STDLIB, 2)
-    ratio("local batch, 1 thread", "audittrail local batch", NAIVE, 30)
-    ratio("local batch, 1 thread", "audittrail local batch", BARE, 0.6)
+    ratio("local fsync, 1 thread", "trailstore local fsync", NAIVE, 3)
+    ratio("local fsync, threads", r"trailstore local fsync, \d+ threads", NAIVE, 10)
+    ratio("local flush, 1 thread", "trailstore local flush", NAIVE, 20)
+    ratio("local flush, 1 thread", "trailstore local flush", STDLIB, 2)
+    ratio("local batch, 1 thread", "trailstore local batch", NAIVE, 30)
+    ratio("local batch, 1 thread", "trailstore local batch", BARE, 0.6)
     ratio(
         "local append_events(1000), fsync",
-        r"audittrail local fsync, append_events\(1000\)",
+        r"trailstore local fsync, append_events\(1000\)",
         NAIVE,
         50,
     )
-    ratio("S3 batch, 1 thread", "audittrail S3 batch", NAIVE_S3, 50)
+    ratio("S3 batch, 1 thread", "trailstore S3 batch", NAIVE_S3, 50)
     if long_run is None:
         return found
     growth, scan = long_run.growth_mb, long_run.scan
@@ -166,7 +166,7 @@ def write_outputs(
 
 
 def draw_chart(results: dict[str, Result], path: Path) -> None:
-    """Horizontal bars of events/s on a log scale; baselines grey, audittrail blue."""
+    """Horizontal bars of events/s on a log scale; baselines grey, trailstore blue."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -175,12 +175,12 @@ def draw_chart(results: dict[str, Result], path: Path) -> None:
     measured = [result for result in results.values() if not result.error][::-1]
     names = [result.name for result in measured]
     rates = [result.events_per_second for result in measured]
-    colours = ["#1f77b4" if name.startswith("audittrail") else "#9e9e9e" for name in names]
+    colours = ["#1f77b4" if name.startswith("trailstore") else "#9e9e9e" for name in names]
     figure, axes = plt.subplots(figsize=(10, 0.45 * len(names) + 1.5))
     axes.barh(names, rates, color=colours)
     axes.set_xscale("log")
     axes.set_xlabel("events per second (log scale)")
-    axes.set_title("audittrail and the alternatives, one harness run on one machine")
+    axes.set_title("trailstore and the alternatives, one harness run on one machine")
     for position, rate in enumerate(rates):
         axes.text(rate, position, f" {rate:,.0f}", va="center", fontsize=8)
     figure.tight_layout()

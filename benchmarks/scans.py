@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from audittrail.reader import AuditTrailReader
-from audittrail.writer import AuditTrailWriter
 from benchmarks.memory import peak_mb, reset_peak
 from benchmarks.workload import WorkloadSpec
+from trailstore.reader import AuditTrailReader
+from trailstore.writer import AuditTrailWriter
 
 
 @dataclass

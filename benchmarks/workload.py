@@ -1,13 +1,13 @@
-"""The benchmark workload: realistic CRUD events from ``audittrail.demo``, generated up front."""
+"""The benchmark workload: realistic CRUD events from ``trailstore.demo``, generated up front."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from audittrail.demo import Workload
-from audittrail.encoding import encode_body
-from audittrail.events import AuditEvent
+from trailstore.demo import Workload
+from trailstore.encoding import encode_body
+from trailstore.events import AuditEvent
 
 POOL_SIZE = 5000
 

@@ -25,9 +25,9 @@ import threading
 import time
 from typing import Any
 
-from audittrail import AuditTrailWriter
-from audittrail.backends import local
-from audittrail.encoding import encode_body, render_line
+from trailstore import AuditTrailWriter
+from trailstore.backends import local
+from trailstore.encoding import encode_body, render_line
 
 STREAMS = [("shop", "orders"), ("shop", "refunds"), ("billing", "invoices")]
 OUT = sys.stdout.fileno()

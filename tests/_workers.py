@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from audittrail.testing import sample_event
-from audittrail.writer import AuditTrailWriter
+from trailstore.testing import sample_event
+from trailstore.writer import AuditTrailWriter
 
 
 def append_from_threads(root: str, threads: int, events_per_thread: int, limit: int) -> list[int]:

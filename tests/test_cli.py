@@ -1,4 +1,4 @@
-"""The ``audittrail`` command line, run in-process through ``main`` (and once as a script)."""
+"""The ``trailstore`` command line, run in-process through ``main`` (and once as a script)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from audittrail import (
+from trailstore import (
     AuditPayload,
     AuditReplayer,
     AuditTrailReader,
@@ -20,8 +20,8 @@ from audittrail import (
     StreamKey,
     cli,
 )
-from audittrail.cli import main
-from audittrail.demo import WORKLOAD_STREAMS, Workload
+from trailstore.cli import main
+from trailstore.demo import WORKLOAD_STREAMS, Workload
 
 DAY = 86_400.0
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -106,7 +106,7 @@ def test_append_from_flags_prints_each_persisted_event(
 def test_append_from_stdin_with_root_from_the_environment(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AUDITTRAIL_ROOT", str(tmp_path))
+    monkeypatch.setenv("TRAILSTORE_ROOT", str(tmp_path))
     event = {
         "domain": "hr",
         "category": "employees",
@@ -196,7 +196,7 @@ def test_query_of_a_missing_trail_fails(tmp_path: Path, capsys: pytest.CaptureFi
     assert (code, out) == (1, "")
     assert (
         err
-        == f"audittrail: error: no trail at {tmp_path / 'absent'}: the directory does not exist\n"
+        == f"trailstore: error: no trail at {tmp_path / 'absent'}: the directory does not exist\n"
     )
 
 
@@ -403,7 +403,7 @@ STREAM_FLAGS = ["--category", "c", "--model-name", "M", "--user", "u"]
         (
             ["append", "--domain", "..", *STREAM_FLAGS, "--operation", "create", "--after", "{}"],
             None,
-            "audittrail: error: domain '..' must not start with '.' (reserved)\n",
+            "trailstore: error: domain '..' must not start with '.' (reserved)\n",
         ),
         (
             ["append", "--domain", "d", *STREAM_FLAGS, "--operation", "create", "--after", "{x"],
@@ -418,34 +418,34 @@ STREAM_FLAGS = ["--category", "c", "--model-name", "M", "--user", "u"]
         (
             ["append", "--domain", "d", *STREAM_FLAGS, "--operation", "update", "--after", "{}"],
             None,
-            "audittrail: error: --operation update needs --before JSON_OBJECT\n",
+            "trailstore: error: --operation update needs --before JSON_OBJECT\n",
         ),
         (
             ["append", "--domain", "d", "--operation", "create", "--after", "{}"],
             None,
-            "audittrail: error: append needs --category, --model-name, --user (or --stdin)\n",
+            "trailstore: error: append needs --category, --model-name, --user (or --stdin)\n",
         ),
-        (["append", "--stdin"], "{not json", "audittrail: error: stdin is not valid JSON"),
+        (["append", "--stdin"], "{not json", "trailstore: error: stdin is not valid JSON"),
         (
             ["append", "--stdin"],
             '{"domain": "d", "category": "c", "model_name": "M", "operation": "merge", '
             '"logical_user_id": "u"}',
-            "audittrail: error: unknown operation 'merge': choose from create, update, delete\n",
+            "trailstore: error: unknown operation 'merge': choose from create, update, delete\n",
         ),
         (
             ["append", "--stdin"],
             '{"domain": "d", "category": "c", "model_name": "M", "operation": "create", '
             '"logical_user_id": "u", "payload": {"after": [1]}}',
-            "audittrail: error: invalid audit event: payload.after: Input should be a valid "
+            "trailstore: error: invalid audit event: payload.after: Input should be a valid "
             "dictionary\n",
         ),
         (
             ["append", "--stdin"],
             '{"domain": "d", "category": "c", "model_name": "M", "operation": "create", '
             '"logical_user_id": "u", "who": "me"}',
-            "audittrail: error: unknown key(s) on stdin: who;",
+            "trailstore: error: unknown key(s) on stdin: who;",
         ),
-        (["query", "--domain", "a/b"], None, "audittrail: error: domain 'a/b' must not contain"),
+        (["query", "--domain", "a/b"], None, "trailstore: error: domain 'a/b' must not contain"),
         (["query", "--since", "yesterday"], None, "expected Unix seconds or ISO-8601"),
         (["--storage-option", "novalue", "stats"], None, "expected KEY=VALUE, got 'novalue'"),
     ],
@@ -458,7 +458,7 @@ def test_bad_invocations_exit_2_with_one_clear_message(
     stdin: str | None,
     message: str,
 ) -> None:
-    monkeypatch.setenv("AUDITTRAIL_ROOT", str(tmp_path))
+    monkeypatch.setenv("TRAILSTORE_ROOT", str(tmp_path))
     if stdin is not None:
         monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
 
@@ -485,13 +485,13 @@ def test_a_bad_name_leaves_no_trace_and_spends_no_id(
 def test_missing_root_is_a_usage_error(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("AUDITTRAIL_ROOT", raising=False)
+    monkeypatch.delenv("TRAILSTORE_ROOT", raising=False)
 
     code, _, err = run(capsys, "stats")
 
     assert code == 2
     assert err == (
-        "audittrail: error: no trail root: pass --root PATH_OR_URL or set AUDITTRAIL_ROOT\n"
+        "trailstore: error: no trail root: pass --root PATH_OR_URL or set TRAILSTORE_ROOT\n"
     )
 
 
@@ -503,7 +503,7 @@ def test_storage_failure_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, out, err = run(capsys, *argv, "--operation", "create", "--after", "{}")
 
     assert (code, out) == (1, "")
-    assert err == f"audittrail: error: trail root {not_a_directory} exists and is not a directory\n"
+    assert err == f"trailstore: error: trail root {not_a_directory} exists and is not a directory\n"
 
 
 def test_storage_options_from_both_positions_reach_the_backend(
@@ -534,8 +534,8 @@ def test_every_command_has_help_with_examples(
     code, out, _ = run(capsys, command, "--help")
 
     assert code == 0
-    assert f"usage: audittrail {command}" in out
-    assert f"examples:\n  audittrail {command}" in out
+    assert f"usage: trailstore {command}" in out
+    assert f"examples:\n  trailstore {command}" in out
 
 
 # -- the installed script ----------------------------------------------------------------------
@@ -544,7 +544,7 @@ def test_every_command_has_help_with_examples(
 def test_console_script_streams_and_stops_quietly_when_the_pipe_closes(tmp_path: Path) -> None:
     with AuditTrailWriter(root_path=tmp_path, durability="flush") as writer:
         writer.append_events(Workload(seed=1).events(1500))  # ~1 MB of output
-    script = Path(sys.executable).with_name("audittrail")
+    script = Path(sys.executable).with_name("trailstore")
 
     process = subprocess.Popen(
         [str(script), "--root", str(tmp_path), "query"],

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from audittrail.backend import StreamKey
-from audittrail.backends.memory import memory_trail
-from audittrail.registry import open_backend
-from audittrail.testing import BackendConformance
+from trailstore.backend import StreamKey
+from trailstore.backends.memory import memory_trail
+from trailstore.registry import open_backend
+from trailstore.testing import BackendConformance
 
 
 class TestLocalBackend(BackendConformance):

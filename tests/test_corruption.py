@@ -21,13 +21,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audittrail import AuditTrailReader, AuditTrailWriter
-from audittrail.backend import StreamKey, parse_segment_name
-from audittrail.backends import local
-from audittrail.backends.local import LocalBackend
-from audittrail.encoding import decode_line
-from audittrail.events import AuditEvent
-from audittrail.testing import sample_event
+from trailstore import AuditTrailReader, AuditTrailWriter
+from trailstore.backend import StreamKey, parse_segment_name
+from trailstore.backends import local
+from trailstore.backends.local import LocalBackend
+from trailstore.encoding import decode_line
+from trailstore.events import AuditEvent
+from trailstore.testing import sample_event
 
 FAST = settings(
     max_examples=100,

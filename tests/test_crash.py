@@ -26,12 +26,12 @@ from pathlib import Path
 
 import pytest
 
-from audittrail import AuditTrailReader, AuditTrailWriter
-from audittrail.backend import parse_segment_name
-from audittrail.backends import local
-from audittrail.backends.local import LocalBackend
-from audittrail.encoding import decode_line, line_event_id
-from audittrail.testing import sample_event
+from trailstore import AuditTrailReader, AuditTrailWriter
+from trailstore.backend import parse_segment_name
+from trailstore.backends import local
+from trailstore.backends.local import LocalBackend
+from trailstore.encoding import decode_line, line_event_id
+from trailstore.testing import sample_event
 
 CHILD = Path(__file__).with_name("_crash_writer.py")
 LIMIT = 1500

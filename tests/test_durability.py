@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from audittrail import AuditTrailReader, AuditTrailWriter, WriterClosedError
-from audittrail.backends import local
-from audittrail.testing import sample_event
+from trailstore import AuditTrailReader, AuditTrailWriter, WriterClosedError
+from trailstore.backends import local
+from trailstore.testing import sample_event
 
 
 def _ids(root: Path) -> list[int]:
@@ -81,8 +81,8 @@ def test_batch_mode_flushes_every_max_events_and_on_flush(tmp_path: Path) -> Non
 
 def test_batch_mode_flushes_at_interpreter_exit(tmp_path: Path) -> None:
     script = (
-        "from audittrail import AuditTrailWriter\n"
-        "from audittrail.testing import sample_event\n"
+        "from trailstore import AuditTrailWriter\n"
+        "from trailstore.testing import sample_event\n"
         f"writer = AuditTrailWriter(root_path={str(tmp_path)!r}, durability='batch',"
         " flush_interval=60)\n"
         "for i in range(5):\n"
@@ -97,8 +97,8 @@ def test_batch_ids_of_a_process_that_died_before_flushing_are_never_reused(
 ) -> None:
     script = (
         "import os\n"
-        "from audittrail import AuditTrailWriter\n"
-        "from audittrail.testing import sample_event\n"
+        "from trailstore import AuditTrailWriter\n"
+        "from trailstore.testing import sample_event\n"
         f"writer = AuditTrailWriter(root_path={str(tmp_path)!r}, durability='batch',"
         " flush_interval=60)\n"
         "print([writer.append_event(**sample_event(i)).event_id for i in range(3)], flush=True)\n"

@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from audittrail import AuditTrailWriter
-from audittrail.encoding import decode_line, encode_body, line_event_id, render_line
-from audittrail.events import AuditEvent, AuditOperation, AuditPayload
-from audittrail.testing import sample_event
+from trailstore import AuditTrailWriter
+from trailstore.encoding import decode_line, encode_body, line_event_id, render_line
+from trailstore.events import AuditEvent, AuditOperation, AuditPayload
+from trailstore.testing import sample_event
 
 json_values = st.recursive(
     st.none()

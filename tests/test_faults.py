@@ -19,9 +19,9 @@ from typing import Any, NoReturn
 
 import pytest
 
-from audittrail import AuditTrailReader, AuditTrailWriter, StorageError
-from audittrail.backends import local
-from audittrail.testing import sample_event
+from trailstore import AuditTrailReader, AuditTrailWriter, StorageError
+from trailstore.backends import local
+from trailstore.testing import sample_event
 
 REAL_OPEN = os.open
 REAL_WRITE = os.write
@@ -67,7 +67,7 @@ def test_failed_fdatasync_rolls_back_and_spends_no_id(
     with AuditTrailWriter(root_path=tmp_path) as writer:
         writer.append_event(**sample_event(0))
         before = _snapshot(tmp_path)
-        monkeypatch.setattr("audittrail.backends.local.os.fdatasync", _disk_full)
+        monkeypatch.setattr("trailstore.backends.local.os.fdatasync", _disk_full)
         with pytest.raises(StorageError, match="No space left"):
             writer.append_events([sample_event(1), sample_event(2, category="refunds")])
         assert _snapshot(tmp_path) == before
@@ -86,7 +86,7 @@ def test_failure_opening_the_next_segment_rolls_back_the_first_part_of_the_batch
         writer.append_event(**sample_event(1))
         before = _snapshot(tmp_path)
         monkeypatch.setattr(
-            "audittrail.backends.local.os.open", _fail_open_of("audit-000002.jsonl", _denied)
+            "trailstore.backends.local.os.open", _fail_open_of("audit-000002.jsonl", _denied)
         )
         with pytest.raises(StorageError, match="Permission denied"):
             writer.append_events([sample_event(i) for i in range(2, 6)])  # 1 fits, 3 spill
@@ -120,10 +120,10 @@ def test_failure_in_the_second_stream_of_a_batch_rolls_back_the_first(
             return REAL_WRITE(fd, data)
 
         if where == "write":
-            monkeypatch.setattr("audittrail.backends.local.os.write", second_write_fails)
+            monkeypatch.setattr("trailstore.backends.local.os.write", second_write_fails)
         else:  # the second stream is new and its first segment cannot be created
             monkeypatch.setattr(
-                "audittrail.backends.local.os.open", _fail_open_of("audit-000001.jsonl", _denied)
+                "trailstore.backends.local.os.open", _fail_open_of("audit-000001.jsonl", _denied)
             )
         batch = [sample_event(i, category=("orders", "refunds")[i % 2]) for i in range(4)]
         with pytest.raises(StorageError):
@@ -142,7 +142,7 @@ def test_failed_index_refresh_rolls_back_the_commit(
     with AuditTrailWriter(root_path=tmp_path) as writer:
         writer.append_event(**sample_event(0))
         before = _snapshot(tmp_path)
-        monkeypatch.setattr("audittrail.backends.local.os.replace", _disk_full)
+        monkeypatch.setattr("trailstore.backends.local.os.replace", _disk_full)
         with pytest.raises(StorageError):
             writer.append_event(**sample_event(1))
         assert _snapshot(tmp_path) == before
@@ -157,7 +157,7 @@ def test_failure_while_rebuilding_a_garbled_counter_is_a_storage_error(
     with AuditTrailWriter(root_path=tmp_path) as writer:
         writer.append_event(**sample_event(0))
         (tmp_path / local.LOCK_NAME).write_bytes(b"garbage")
-        monkeypatch.setattr("audittrail.backends.local.os.replace", _denied)
+        monkeypatch.setattr("trailstore.backends.local.os.replace", _denied)
         with pytest.raises(StorageError, match="Permission denied"):
             writer.append_event(**sample_event(1))
         monkeypatch.undo()
@@ -170,13 +170,13 @@ def test_failure_at_open_and_close_is_a_storage_error(
 ) -> None:
     AuditTrailWriter(root_path=tmp_path).close()
     (tmp_path / "index.json").unlink()
-    monkeypatch.setattr("audittrail.backends.local.os.replace", _disk_full)
+    monkeypatch.setattr("trailstore.backends.local.os.replace", _disk_full)
     with pytest.raises(StorageError, match="No space left"):
         AuditTrailWriter(root_path=tmp_path)
     monkeypatch.undo()
     writer = AuditTrailWriter(root_path=tmp_path)
     writer.append_event(**sample_event(0))
-    monkeypatch.setattr("audittrail.backends.local.os.replace", _disk_full)
+    monkeypatch.setattr("trailstore.backends.local.os.replace", _disk_full)
     with pytest.raises(StorageError, match="No space left"):
         writer.close()
     monkeypatch.undo()
@@ -195,8 +195,8 @@ def test_rollback_that_cannot_truncate_gives_up_the_ids_instead_of_reusing_them(
         REAL_WRITE(fd, bytes(data)[: bytes(data).index(b"\n") + 1])
         _disk_full()
 
-    monkeypatch.setattr("audittrail.backends.local.os.write", first_line_then_disk_full)
-    monkeypatch.setattr("audittrail.backends.local.os.truncate", lambda *_: _disk_full())
+    monkeypatch.setattr("trailstore.backends.local.os.write", first_line_then_disk_full)
+    monkeypatch.setattr("trailstore.backends.local.os.truncate", lambda *_: _disk_full())
     with pytest.raises(StorageError):
         writer.append_events([sample_event(1), sample_event(2)])
     monkeypatch.undo()
@@ -220,7 +220,7 @@ def test_batch_flush_failure_raises_from_flush_and_keeps_the_handed_out_ids_spen
     before = _snapshot(tmp_path)
     for i in range(3):
         writer.append_event(**sample_event(i, category=("orders", "refunds")[i % 2]))
-    monkeypatch.setattr("audittrail.backends.local.os.fdatasync", _disk_full)
+    monkeypatch.setattr("trailstore.backends.local.os.fdatasync", _disk_full)
     with pytest.raises(StorageError, match="No space left"):
         writer.flush()
     assert _snapshot(tmp_path) == before
@@ -242,7 +242,7 @@ def test_background_flush_failure_raises_from_the_next_append(
         _disk_full()
 
     writer = AuditTrailWriter(root_path=tmp_path, durability="batch", flush_interval=0.05)
-    monkeypatch.setattr("audittrail.backends.local.os.fdatasync", disk_full_once_seen)
+    monkeypatch.setattr("trailstore.backends.local.os.fdatasync", disk_full_once_seen)
     writer.append_event(**sample_event(0))
     assert attempted.wait(10)
     time.sleep(0.05)  # let the flusher finish its rollback and record the error
@@ -261,7 +261,7 @@ def test_batch_failure_at_close_raises_from_close(
 ) -> None:
     writer = AuditTrailWriter(root_path=tmp_path, durability="batch", flush_interval=60)
     writer.append_event(**sample_event(0))
-    monkeypatch.setattr("audittrail.backends.local.os.fdatasync", _disk_full)
+    monkeypatch.setattr("trailstore.backends.local.os.fdatasync", _disk_full)
     with pytest.raises(StorageError, match="No space left"):
         writer.close()
     monkeypatch.undo()
@@ -274,9 +274,9 @@ def test_batch_failure_at_close_raises_from_close(
 
 ZOMBIE = """
 import os, signal, sys
-from audittrail import AuditTrailWriter
-from audittrail.backends import local
-from audittrail.testing import sample_event
+from trailstore import AuditTrailWriter
+from trailstore.backends import local
+from trailstore.testing import sample_event
 
 real_write_all = local._write_all
 
@@ -328,8 +328,8 @@ def test_writer_paused_inside_a_commit_cannot_be_overtaken(tmp_path: Path, fate:
 
 STALE_WRITER = """
 import sys
-from audittrail import AuditTrailWriter
-from audittrail.testing import sample_event
+from trailstore import AuditTrailWriter
+from trailstore.testing import sample_event
 
 with AuditTrailWriter(root_path=sys.argv[1], max_file_size_bytes=700) as writer:
     for i in range(30):
@@ -407,7 +407,7 @@ def test_lock_file_that_cannot_be_opened_is_a_storage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        "audittrail.backends.local.os.open", _fail_open_of(local.LOCK_NAME, _denied)
+        "trailstore.backends.local.os.open", _fail_open_of(local.LOCK_NAME, _denied)
     )
     with pytest.raises(StorageError, match="Permission denied"):
         AuditTrailWriter(root_path=tmp_path)
@@ -418,7 +418,7 @@ def test_stream_directory_that_cannot_be_created_is_a_storage_error(
 ) -> None:
     with AuditTrailWriter(root_path=tmp_path) as writer:
         writer.append_event(**sample_event(0))
-        monkeypatch.setattr("audittrail.backends.local.os.mkdir", _denied)
+        monkeypatch.setattr("trailstore.backends.local.os.mkdir", _denied)
         with pytest.raises(StorageError, match="Permission denied"):
             writer.append_events([sample_event(1), sample_event(2, domain="billing")])
         monkeypatch.undo()

@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audittrail import AuditPayload, AuditTrailReader, AuditTrailWriter
-from audittrail.backends.local import LocalBackend
-from audittrail.errors import AuditTrailError, InvalidEventError, InvalidNameError
-from audittrail.testing import UNSAFE_NAMES, sample_event
+from trailstore import AuditPayload, AuditTrailReader, AuditTrailWriter
+from trailstore.backends.local import LocalBackend
+from trailstore.errors import AuditTrailError, InvalidEventError, InvalidNameError
+from trailstore.testing import UNSAFE_NAMES, sample_event
 
 FAST = settings(
     max_examples=200,
@@ -43,7 +43,7 @@ NAMES = (
         [
             *UNSAFE_NAMES,
             "index.json",
-            ".audittrail.lock",
+            ".trailstore.lock",
             "..\\..",
             "~",
             "$HOME",
@@ -166,7 +166,7 @@ class Trail:
             for name in files:
                 path = Path(directory, name)
                 depth = len(path.relative_to(self.root).parts)
-                assert depth == 3 or name in {"index.json", ".audittrail.lock"}, path
+                assert depth == 3 or name in {"index.json", ".trailstore.lock"}, path
 
 
 @pytest.fixture(scope="module")
@@ -319,7 +319,7 @@ def test_lone_surrogate_in_a_text_field_is_refused(tmp_path: Path, field: str) -
 def test_lone_surrogate_in_a_name_is_refused(tmp_path: Path, name: str) -> None:
     with AuditTrailWriter(root_path=tmp_path) as writer, pytest.raises(InvalidNameError):
         writer.append_event(**sample_event(0, domain=name))
-    assert set(os.listdir(tmp_path)) <= {"index.json", ".audittrail.lock"}
+    assert set(os.listdir(tmp_path)) <= {"index.json", ".trailstore.lock"}
 
 
 def test_non_ascii_text_and_emoji_read_back_equal(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from _workers import append_from_threads
 
-from audittrail import (
+from trailstore import (
     AuditPayload,
     AuditTrailReader,
     AuditTrailWriter,
@@ -22,10 +22,10 @@ from audittrail import (
     StorageError,
     WriterClosedError,
 )
-from audittrail.backend import StreamKey
-from audittrail.backends import local
-from audittrail.backends.local import LocalBackend
-from audittrail.testing import sample_event
+from trailstore.backend import StreamKey
+from trailstore.backends import local
+from trailstore.backends.local import LocalBackend
+from trailstore.testing import sample_event
 
 
 def _ids(root: Path, **filters: Any) -> list[int]:
@@ -172,7 +172,7 @@ def test_root_that_is_a_file_is_refused_with_its_path(tmp_path: Path) -> None:
 
 
 def test_root_that_cannot_be_created_is_refused_with_its_path() -> None:
-    root = "/proc/self/audittrail-cannot-write-here"
+    root = "/proc/self/trailstore-cannot-write-here"
     with pytest.raises(StorageError, match=root):
         AuditTrailWriter(root_path=root)
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from audittrail import AuditTrailWriter, BackendNotFoundError, open_backend, registry
-from audittrail.backends.local import LocalBackend
-from audittrail.backends.memory import MemoryBackend
+from trailstore import AuditTrailWriter, BackendNotFoundError, open_backend, registry
+from trailstore.backends.local import LocalBackend
+from trailstore.backends.memory import MemoryBackend
 
 
 def test_plain_paths_and_file_urls_are_local(tmp_path: Path) -> None:
@@ -20,15 +20,15 @@ def test_plain_paths_and_file_urls_are_local(tmp_path: Path) -> None:
 
 
 def test_unknown_scheme_names_the_package_to_install() -> None:
-    with pytest.raises(BackendNotFoundError, match="pip install audittrail-gopher"):
+    with pytest.raises(BackendNotFoundError, match="pip install trailstore-gopher"):
         AuditTrailWriter(root_path="gopher://host/trail")
 
 
-def test_s3_without_the_plugin_says_pip_install_audittrail_s3(
+def test_s3_without_the_plugin_says_pip_install_trailstore_s3(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(registry, "entry_points", lambda **_: [])
-    with pytest.raises(BackendNotFoundError, match="pip install audittrail-s3"):
+    with pytest.raises(BackendNotFoundError, match="pip install trailstore-s3"):
         open_backend("s3://bucket/prefix")
 
 

@@ -18,7 +18,7 @@ import uuid
 import boto3
 from moto.server import ThreadedMotoServer
 
-from audittrail import AuditPayload, AuditTrailWriter
+from trailstore import AuditPayload, AuditTrailWriter
 
 
 def run(url: str, options: dict[str, object], threads: int, events: int) -> float:

@@ -1,6 +1,6 @@
 """Write, read and replay a trail on a local moto S3 server (no AWS account needed).
 
-pip install audittrail-s3 "moto[server]" boto3
+pip install trailstore-s3 "moto[server]" boto3
 python moto_example.py
 """
 
@@ -12,7 +12,7 @@ import socket
 import boto3
 from moto.server import ThreadedMotoServer
 
-from audittrail import AuditPayload, AuditReplayer, AuditTrailReader, AuditTrailWriter
+from trailstore import AuditPayload, AuditReplayer, AuditTrailReader, AuditTrailWriter
 
 
 def main() -> None:

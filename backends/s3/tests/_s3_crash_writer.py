@@ -28,17 +28,17 @@ from typing import Any
 
 import botocore.retryhandler
 from _fault_proxy import scaled_backoff
-from audittrail_s3.backend import S3Backend
-from audittrail_s3.index import IndexState, IndexStore
-from audittrail_s3.store import ObjectStore
+from trailstore_s3.backend import S3Backend
+from trailstore_s3.index import IndexState, IndexStore
+from trailstore_s3.store import ObjectStore
 
-from audittrail import AuditTrailWriter
+from trailstore import AuditTrailWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 import _crash_writer  # the local harness's appending threads and reports
 
 #: environment variable: scale botocore's retry delays by this factor
-BACKOFF_VARIABLE = "AUDITTRAIL_TEST_BACKOFF_SCALE"
+BACKOFF_VARIABLE = "TRAILSTORE_TEST_BACKOFF_SCALE"
 POINTS = ("none", "after-publish", "mid-upload", "before-seal", "after-seal", "mid-delete")
 
 

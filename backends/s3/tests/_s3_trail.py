@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from audittrail_s3.backend import S3Backend
+from trailstore_s3.backend import S3Backend
 
-from audittrail import AuditTrailReader
-from audittrail.encoding import decode_line, encode_body, render_line
-from audittrail.events import AuditEvent
+from trailstore import AuditTrailReader
+from trailstore.encoding import decode_line, encode_body, render_line
+from trailstore.events import AuditEvent
 
 
 def expected_line(event: AuditEvent) -> bytes:

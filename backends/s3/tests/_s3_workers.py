@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from audittrail.testing import sample_event
-from audittrail.writer import AuditTrailWriter
+from trailstore.testing import sample_event
+from trailstore.writer import AuditTrailWriter
 
 
 def append_events(url: str, options: dict[str, Any], count: int, limit: int) -> list[int]:

@@ -2,7 +2,7 @@
 and a fresh trail prefix per test.
 
 To run the same tests against another service (MinIO, R2, Ceph, S3), set
-``AUDITTRAIL_S3_TEST_ENDPOINT`` (and ``AUDITTRAIL_S3_TEST_BUCKET``, an existing bucket, plus the
+``TRAILSTORE_S3_TEST_ENDPOINT`` (and ``TRAILSTORE_S3_TEST_BUCKET``, an existing bucket, plus the
 usual ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_DEFAULT_REGION``); no moto server
 is started then.
 """
@@ -23,8 +23,8 @@ from _s3_proxy import CountingProxy
 from moto.s3.responses import S3Response
 from moto.server import ThreadedMotoServer
 
-EXTERNAL_ENDPOINT = os.environ.get("AUDITTRAIL_S3_TEST_ENDPOINT")
-BUCKET = os.environ.get("AUDITTRAIL_S3_TEST_BUCKET", "audittrail-tests")
+EXTERNAL_ENDPOINT = os.environ.get("TRAILSTORE_S3_TEST_ENDPOINT")
+BUCKET = os.environ.get("TRAILSTORE_S3_TEST_BUCKET", "trailstore-tests")
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -64,7 +64,7 @@ def _atomic(method: Callable[..., Any]) -> Callable[..., Any]:
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """The endpoint of a moto server in this process (or ``AUDITTRAIL_S3_TEST_ENDPOINT``).
+    """The endpoint of a moto server in this process (or ``TRAILSTORE_S3_TEST_ENDPOINT``).
 
     moto 5.2 evaluates ``If-Match``/``If-None-Match`` and then stores the object in separate
     steps without a lock, so concurrent conditional PUTs are not guaranteed to be decided

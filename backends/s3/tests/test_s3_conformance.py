@@ -8,13 +8,13 @@ import threading
 from typing import Any
 
 import pytest
-from audittrail_s3.backend import S3Backend
-from audittrail_s3.layout import chunk_name
-from audittrail_s3.store import ObjectStore
+from trailstore_s3.backend import S3Backend
+from trailstore_s3.layout import chunk_name
+from trailstore_s3.store import ObjectStore
 
-from audittrail.backend import StreamKey
-from audittrail.errors import ConflictError
-from audittrail.testing import BackendConformance
+from trailstore.backend import StreamKey
+from trailstore.errors import ConflictError
+from trailstore.testing import BackendConformance
 
 
 class TestS3Conformance(BackendConformance):

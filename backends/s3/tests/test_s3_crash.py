@@ -33,11 +33,11 @@ import pytest
 from _fault_proxy import BACKOFF_SCALE, FaultProxy, scaled_backoff
 from _s3_crash_writer import BACKOFF_VARIABLE, POINTS
 from _s3_trail import check
-from audittrail_s3.backend import S3Backend
-from audittrail_s3.layout import chunk_name
 from conftest import options_for
+from trailstore_s3.backend import S3Backend
+from trailstore_s3.layout import chunk_name
 
-from audittrail import AuditTrailReader, AuditTrailWriter
+from trailstore import AuditTrailReader, AuditTrailWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 from test_crash import Child  # the local harness's view of one writer

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audittrail_s3.backend import S3Backend
-from audittrail_s3.layout import TrailLocation
-from audittrail_s3.store import translate_error
 from botocore.exceptions import ClientError
 from conftest import BUCKET, free_port, options_for
+from trailstore_s3.backend import S3Backend
+from trailstore_s3.layout import TrailLocation
+from trailstore_s3.store import translate_error
 
-from audittrail import (
+from trailstore import (
     AuditTrailReader,
     AuditTrailWriter,
     BackendNotFoundError,
@@ -21,8 +21,8 @@ from audittrail import (
     StorageError,
     registry,
 )
-from audittrail.registry import open_backend
-from audittrail.testing import sample_event
+from trailstore.registry import open_backend
+from trailstore.testing import sample_event
 
 
 def test_a_missing_bucket_is_a_storage_error_naming_the_url(s3_options: dict[str, Any]) -> None:
@@ -79,7 +79,7 @@ def test_urls_and_schemes() -> None:
 
 def test_without_the_plugin_s3_urls_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "entry_points", lambda **_: [])
-    with pytest.raises(BackendNotFoundError, match="pip install audittrail-s3"):
+    with pytest.raises(BackendNotFoundError, match="pip install trailstore-s3"):
         open_backend("s3://bucket/trail")
 
 

@@ -19,13 +19,13 @@ import botocore.retryhandler
 import pytest
 from _fault_proxy import BACKOFF_SCALE, FaultProxy, scaled_backoff
 from _s3_trail import check, expected_line
-from audittrail_s3.backend import S3Backend
-from audittrail_s3.store import ObjectStore
 from conftest import options_for
+from trailstore_s3.backend import S3Backend
+from trailstore_s3.store import ObjectStore
 
-from audittrail import AuditTrailWriter, ConflictError, FencedError, StorageError
-from audittrail.events import AuditEvent
-from audittrail.testing import sample_event
+from trailstore import AuditTrailWriter, ConflictError, FencedError, StorageError
+from trailstore.events import AuditEvent
+from trailstore.testing import sample_event
 
 STREAMS = [("shop", "orders"), ("shop", "refunds"), ("billing", "invoices")]
 LIMIT = 16 * 1024

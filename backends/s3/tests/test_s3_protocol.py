@@ -10,20 +10,20 @@ from typing import Any
 import pytest
 from _s3_proxy import CountingProxy
 from _s3_workers import append_events
-from audittrail_s3.backend import S3Backend
-from audittrail_s3.session import S3CommitSession
-from audittrail_s3.store import ObjectStore
 from conftest import options_for
+from trailstore_s3.backend import S3Backend
+from trailstore_s3.session import S3CommitSession
+from trailstore_s3.store import ObjectStore
 
-from audittrail import (
+from trailstore import (
     AuditPayload,
     AuditTrailReader,
     AuditTrailWriter,
     FencedError,
     StorageError,
 )
-from audittrail.backend import StreamKey
-from audittrail.testing import sample_event
+from trailstore.backend import StreamKey
+from trailstore.testing import sample_event
 
 
 def read_ids(

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from audittrail_s3.backend import S3Backend
-from audittrail_s3.index import IndexState, Lease, OpenSegment
-from audittrail_s3.layout import TrailLocation, chunk_name
-from audittrail_s3.segments import Segments, merge_lines
+from trailstore_s3.backend import S3Backend
+from trailstore_s3.index import IndexState, Lease, OpenSegment
+from trailstore_s3.layout import TrailLocation, chunk_name
+from trailstore_s3.segments import Segments, merge_lines
 
-from audittrail import AuditTrailReader, AuditTrailWriter, StorageError
-from audittrail.backend import StreamKey
-from audittrail.testing import sample_event
+from trailstore import AuditTrailReader, AuditTrailWriter, StorageError
+from trailstore.backend import StreamKey
+from trailstore.testing import sample_event
 
 ORDERS = StreamKey("shop", "orders")
 

@@ -9,13 +9,13 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 
-from audittrail.backend import StreamKey
-from audittrail.encoding import line_event_id
-from audittrail.errors import ConflictError, StorageError
-from audittrail_s3.layout import SegmentObjects, TrailLocation
-from audittrail_s3.store import ObjectStore
+from trailstore.backend import StreamKey
+from trailstore.encoding import line_event_id
+from trailstore.errors import ConflictError, StorageError
+from trailstore_s3.layout import SegmentObjects, TrailLocation
+from trailstore_s3.store import ObjectStore
 
-log = logging.getLogger("audittrail")
+log = logging.getLogger("trailstore")
 
 _POLL = 0.05
 _GIVE_UP = 30.0

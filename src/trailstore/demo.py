@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from audittrail.backend import StreamKey
-from audittrail.events import AuditOperation, AuditPayload
+from trailstore.backend import StreamKey
+from trailstore.events import AuditOperation, AuditPayload
 
 Record = dict[str, Any]
 #: ``records[stream][model_name][key]``: the same shape as ``ReplayResult.state`` per stream

@@ -13,13 +13,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from audittrail.backend import Durability, StreamKey
-from audittrail.commit import BatchCommitter, GroupCommitter, PreparedEvent
-from audittrail.encoding import encode_body
-from audittrail.errors import ConfigurationError, InvalidEventError, WriterClosedError
-from audittrail.events import AuditEvent, AuditOperation, AuditPayload, unix_seconds
-from audittrail.names import validate_name
-from audittrail.registry import open_backend
+from trailstore.backend import Durability, StreamKey
+from trailstore.commit import BatchCommitter, GroupCommitter, PreparedEvent
+from trailstore.encoding import encode_body
+from trailstore.errors import ConfigurationError, InvalidEventError, WriterClosedError
+from trailstore.events import AuditEvent, AuditOperation, AuditPayload, unix_seconds
+from trailstore.names import validate_name
+from trailstore.registry import open_backend
 
 DEFAULT_MAX_FILE_SIZE_BYTES = 5 * 1024 * 1024
 DEFAULT_FLUSH_INTERVAL = 0.2
@@ -35,7 +35,7 @@ class AuditTrailWriter:
     """Append audit events to a trail; thread-safe, and process-safe on backends that say so.
 
     ``root_path`` is a directory or a URL (``memory://name``, ``s3://bucket/prefix`` with the
-    ``audittrail-s3`` plugin). ``durability`` is ``"fsync"`` (default), ``"flush"`` or
+    ``trailstore-s3`` plugin). ``durability`` is ``"fsync"`` (default), ``"flush"`` or
     ``"batch"``; ``storage_options`` go to the backend untouched.
     """
 

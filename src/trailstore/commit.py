@@ -15,12 +15,12 @@ import weakref
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from audittrail.backend import Backend, CommitSession, StreamKey
-from audittrail.encoding import render_line
-from audittrail.errors import AuditTrailError, WriterClosedError
-from audittrail.events import AuditEvent
+from trailstore.backend import Backend, CommitSession, StreamKey
+from trailstore.encoding import render_line
+from trailstore.errors import AuditTrailError, WriterClosedError
+from trailstore.events import AuditEvent
 
-log = logging.getLogger("audittrail")
+log = logging.getLogger("trailstore")
 
 
 class PreparedEvent(NamedTuple):
@@ -208,7 +208,7 @@ class BatchCommitter:
         self._error: BaseException | None = None
         self._closed = False
         self._stopping = threading.Event()
-        self._flusher = threading.Thread(target=self._run, name="audittrail-batch", daemon=True)
+        self._flusher = threading.Thread(target=self._run, name="trailstore-batch", daemon=True)
         self._flusher.start()
         self._exit_hook = functools.partial(_flush_at_exit, weakref.ref(self))
         atexit.register(self._exit_hook)

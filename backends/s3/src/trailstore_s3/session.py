@@ -20,14 +20,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from audittrail.backend import CommitSession, StreamKey, plan_rotation
-from audittrail.encoding import line_event_id
-from audittrail.errors import AuditTrailError
-from audittrail_s3.index import HeldLease, OpenSegment
-from audittrail_s3.layout import chunk_name
+from trailstore.backend import CommitSession, StreamKey, plan_rotation
+from trailstore.encoding import line_event_id
+from trailstore.errors import AuditTrailError
+from trailstore_s3.index import HeldLease, OpenSegment
+from trailstore_s3.layout import chunk_name
 
 if TYPE_CHECKING:
-    from audittrail_s3.backend import ChunkUpload, S3Backend, SealJob
+    from trailstore_s3.backend import ChunkUpload, S3Backend, SealJob
 
 
 class S3CommitSession(CommitSession):

@@ -6,8 +6,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from audittrail.events import AuditEvent, AuditOperation
-from audittrail.reader import AuditTrailReader
+from trailstore.events import AuditEvent, AuditOperation
+from trailstore.reader import AuditTrailReader
 
 State = dict[str, dict[str, dict[str, Any]]]
 

@@ -1,4 +1,4 @@
-"""The ``audittrail`` command line: append, query, replay, stats and a self-checking demo.
+"""The ``trailstore`` command line: append, query, replay, stats and a self-checking demo.
 
 Exit codes: 0 success, 1 the operation failed (storage, conflict, a demo whose replay does not
 match), 2 the invocation is wrong (bad flag, bad JSON, bad name, no trail root), 130 interrupted.
@@ -25,27 +25,27 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from audittrail.backend import INDEX_NAME, Durability
-from audittrail.backends.local import local_path
-from audittrail.demo import WORKLOAD_STREAMS, Records, Workload
-from audittrail.encoding import encode_body, render_line
-from audittrail.errors import (
+from trailstore.backend import INDEX_NAME, Durability
+from trailstore.backends.local import local_path
+from trailstore.demo import WORKLOAD_STREAMS, Records, Workload
+from trailstore.encoding import encode_body, render_line
+from trailstore.errors import (
     AuditTrailError,
     BackendNotFoundError,
     ConfigurationError,
     InvalidEventError,
     InvalidNameError,
 )
-from audittrail.events import AuditEvent, AuditOperation, AuditPayload
-from audittrail.names import validate_name
-from audittrail.reader import AuditTrailReader, ReadReport
-from audittrail.registry import url_scheme
-from audittrail.replay import AuditReplayer, State
-from audittrail.writer import DEFAULT_MAX_FILE_SIZE_BYTES, AuditTrailWriter
+from trailstore.events import AuditEvent, AuditOperation, AuditPayload
+from trailstore.names import validate_name
+from trailstore.reader import AuditTrailReader, ReadReport
+from trailstore.registry import url_scheme
+from trailstore.replay import AuditReplayer, State
+from trailstore.writer import DEFAULT_MAX_FILE_SIZE_BYTES, AuditTrailWriter
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-ROOT_ENVIRONMENT_VARIABLE = "AUDITTRAIL_ROOT"
-DEMO_ROOT = "./audittrail-demo"
+ROOT_ENVIRONMENT_VARIABLE = "TRAILSTORE_ROOT"
+DEMO_ROOT = "./trailstore-demo"
 DEMO_SEGMENT_BYTES = 64 * 1024
 #: the keys of an event read by ``append --stdin``
 APPEND_KEYWORDS = frozenset(inspect.signature(AuditTrailWriter.append_event).parameters) - {"self"}
@@ -63,7 +63,7 @@ _STDIN_EXCLUSIVE = (
     ("--before", "before"),
     ("--after", "after"),
 )
-#: errors that mean "the invocation is wrong" (exit 2); other audittrail errors exit 1
+#: errors that mean "the invocation is wrong" (exit 2); other trailstore errors exit 1
 _USAGE_ERRORS = (InvalidNameError, InvalidEventError, ConfigurationError, BackendNotFoundError)
 _OPERATIONS = tuple(operation.value for operation in AuditOperation)
 
@@ -109,7 +109,7 @@ def _silence_stdout() -> None:
 
 
 def _say(message: str, level: str = "error") -> None:
-    print(f"audittrail: {level}: {message}", file=sys.stderr)
+    print(f"trailstore: {level}: {message}", file=sys.stderr)
 
 
 def _one_line(error: BaseException) -> str:
@@ -140,7 +140,7 @@ def _format_bytes(size: float) -> str:
 
 
 class _StderrLogHandler(logging.Handler):
-    """Library warnings (damage met, torn tails repaired) as ``audittrail: warning: …``."""
+    """Library warnings (damage met, torn tails repaired) as ``trailstore: warning: …``."""
 
     def emit(self, record: logging.LogRecord) -> None:
         _say(record.getMessage(), record.levelname.lower())
@@ -514,7 +514,7 @@ def _demo_start(root: str, storage_options: dict[str, Any]) -> tuple[Records, in
         if path.is_dir() and any(path.iterdir()) and not (path / INDEX_NAME).is_file():
             raise UsageError(
                 f"refusing to write the demo into {root}: the directory is not empty and is "
-                "not an audittrail trail; pass --root with a new or empty directory"
+                "not a trailstore trail; pass --root with a new or empty directory"
             )
     reader = AuditTrailReader(root_path=root, storage_options=storage_options)
     foreign = [str(stream) for stream in reader.streams() if stream not in WORKLOAD_STREAMS]
@@ -597,7 +597,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"{time.perf_counter() - began:.2f} s elapsed"
     )
     _report_damage(reader.report)
-    prefix = f"audittrail --root {shlex.quote(root)}"
+    prefix = f"trailstore --root {shlex.quote(root)}"
     _print(
         f"try: {prefix} stats\n"
         f"     {prefix} query --domain shop --category orders --limit 3\n"
@@ -609,14 +609,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # -- the parser --------------------------------------------------------------------------------
 
 _APPEND_EXAMPLES = """\
-  audittrail append --domain shop --category orders --model-name Order \\
+  trailstore append --domain shop --category orders --model-name Order \\
       --operation create --user u-42 --after '{"id": 7, "total": 30}'
-  audittrail append --domain shop --category orders --model-name Order \\
+  trailstore append --domain shop --category orders --model-name Order \\
       --operation update --user u-42 --before '{"id": 7, "total": 30}' \\
       --after '{"id": 7, "total": 35}'
   echo '{"domain": "hr", "category": "employees", "model_name": "Employee",
          "operation": "delete", "logical_user_id": "u-1",
-         "payload": {"before": {"id": 3}}}' | audittrail append --stdin"""
+         "payload": {"before": {"id": 3}}}' | trailstore append --stdin"""
 
 _FORMATTER = argparse.RawDescriptionHelpFormatter
 
@@ -663,19 +663,19 @@ def _subcommand(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``audittrail`` argument parser."""
+    """The ``trailstore`` argument parser."""
     parser = argparse.ArgumentParser(
-        prog="audittrail",
+        prog="trailstore",
         description="Append to, query, replay and inspect append-only audit trails.",
         epilog=(
-            "The trail root is --root (before or after the command) or $AUDITTRAIL_ROOT.\n"
+            "The trail root is --root (before or after the command) or $TRAILSTORE_ROOT.\n"
             "exit codes: 0 ok, 1 the operation failed, 2 bad invocation, 130 interrupted\n\n"
             "examples:\n"
-            "  audittrail demo\n"
-            "  export AUDITTRAIL_ROOT=./audittrail-demo\n"
-            "  audittrail stats\n"
-            "  audittrail query --domain shop --limit 5 | jq .payload.after\n"
-            "  audittrail COMMAND --help"
+            "  trailstore demo\n"
+            "  export TRAILSTORE_ROOT=./trailstore-demo\n"
+            "  trailstore stats\n"
+            "  trailstore query --domain shop --limit 5 | jq .payload.after\n"
+            "  trailstore COMMAND --help"
         ),
         formatter_class=_FORMATTER,
     )
@@ -735,9 +735,9 @@ def build_parser() -> argparse.ArgumentParser:
         "print matching events as JSON lines",
         "Print matching events as JSON lines (the segment format) in ascending event_id. "
         "Damage met on the way (torn or malformed lines, missing IDs) is summarised on stderr.",
-        "  audittrail query --domain shop --category orders --limit 10\n"
-        "  audittrail query --model-name Invoice --since 2026-11-01 --until 2026-12-01T00:00Z\n"
-        "  audittrail query --min-id 1000 --max-id 1999 | jq -c 'select(.operation==\"delete\")'",
+        "  trailstore query --domain shop --category orders --limit 10\n"
+        "  trailstore query --model-name Invoice --since 2026-11-01 --until 2026-12-01T00:00Z\n"
+        "  trailstore query --min-id 1000 --max-id 1999 | jq -c 'select(.operation==\"delete\")'",
     )
     query.add_argument("--domain", action="append", help="only this domain (repeatable)")
     query.add_argument("--category", action="append", help="only this category (repeatable)")
@@ -760,10 +760,10 @@ def build_parser() -> argparse.ArgumentParser:
         "rebuild the records of one stream",
         "Fold one stream's events into the records they describe and print the result as JSON: "
         '{"state": {MODEL: {KEY: RECORD}}, "last_event_id": N, "applied_events": N}.',
-        "  audittrail replay --domain shop --category orders --indent 2\n"
-        "  audittrail replay --domain billing --category invoices --model-name Invoice "
+        "  trailstore replay --domain shop --category orders --indent 2\n"
+        "  trailstore replay --domain billing --category invoices --model-name Invoice "
         "--max-id 500\n"
-        "  audittrail replay --domain hr --category employees | jq '.state.Employee | length'",
+        "  trailstore replay --domain hr --category employees | jq '.state.Employee | length'",
     )
     replay.add_argument("--domain", required=True, help="domain of the stream")
     replay.add_argument("--category", required=True, help="category of the stream")
@@ -782,7 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
         "summarise streams, segments, events and damage",
         "Show streams, segments, events, bytes, the event_id range and any damage found "
         "(one full scan of the trail).",
-        "  audittrail stats\n  audittrail stats --json | jq .total.events",
+        "  trailstore stats\n  trailstore stats --json | jq .total.events",
     )
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.add_argument("--indent", type=_natural, metavar="N", help="pretty-print the JSON")
@@ -796,8 +796,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Write a realistic trail of CRUD events over four streams (rotating segments), query "
         "it, replay every stream and check the replay against the records the demo kept in "
         f"memory. The root defaults to {DEMO_ROOT}; running again continues the same trail.",
-        "  audittrail demo\n"
-        "  audittrail demo --root /tmp/trail --events 20000 --seed 7 --durability batch",
+        "  trailstore demo\n"
+        "  trailstore demo --root /tmp/trail --events 20000 --seed 7 --durability batch",
     )
     demo.add_argument(
         "--events", type=_positive, default=3000, metavar="N", help="events to write (3000)"
@@ -831,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse has already reported
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    logger = logging.getLogger("audittrail")
+    logger = logging.getLogger("trailstore")
     handler = _StderrLogHandler(logging.WARNING)
     logger.addHandler(handler)
     try:

@@ -1,4 +1,4 @@
-"""Map a trail URL to a backend: built-ins first, then plugins of the ``audittrail.backends``
+"""Map a trail URL to a backend: built-ins first, then plugins of the ``trailstore.backends``
 entry-point group (one entry point per URL scheme)."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from typing import Any
 
 from fsspec.core import split_protocol
 
-from audittrail.backend import Backend
-from audittrail.backends.local import LocalBackend
-from audittrail.backends.memory import MemoryBackend
-from audittrail.errors import BackendNotFoundError
+from trailstore.backend import Backend
+from trailstore.backends.local import LocalBackend
+from trailstore.backends.memory import MemoryBackend
+from trailstore.errors import BackendNotFoundError
 
-ENTRY_POINT_GROUP = "audittrail.backends"
+ENTRY_POINT_GROUP = "trailstore.backends"
 BUILTIN_BACKENDS: dict[str, type[Backend]] = {"file": LocalBackend, "memory": MemoryBackend}
-PLUGIN_DISTRIBUTIONS = {"s3": "audittrail-s3", "s3a": "audittrail-s3"}
+PLUGIN_DISTRIBUTIONS = {"s3": "trailstore-s3", "s3a": "trailstore-s3"}
 
 
 def url_scheme(url: str | os.PathLike[str]) -> str:
@@ -33,12 +33,10 @@ def backend_class(scheme: str) -> type[Backend]:
         loaded = entry_point.load()
         if isinstance(loaded, type) and issubclass(loaded, Backend):
             return loaded
-        raise BackendNotFoundError(
-            f"entry point {entry_point.value!r} is not an audittrail Backend"
-        )
-    hint = PLUGIN_DISTRIBUTIONS.get(scheme, f"audittrail-{scheme}")
+        raise BackendNotFoundError(f"entry point {entry_point.value!r} is not a trailstore Backend")
+    hint = PLUGIN_DISTRIBUTIONS.get(scheme, f"trailstore-{scheme}")
     raise BackendNotFoundError(
-        f"no audittrail backend is installed for {scheme}:// URLs; install it: pip install {hint}"
+        f"no trailstore backend is installed for {scheme}:// URLs; install it: pip install {hint}"
     )
 
 

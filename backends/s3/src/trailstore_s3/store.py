@@ -17,8 +17,8 @@ import botocore.exceptions
 import s3fs
 from fsspec.asyn import sync
 
-from audittrail.errors import ConflictError, StorageError
-from audittrail_s3.layout import TrailLocation
+from trailstore.errors import ConflictError, StorageError
+from trailstore_s3.layout import TrailLocation
 
 T = TypeVar("T")
 
@@ -188,7 +188,7 @@ class ObjectStore:
 def translate_error(
     exc: botocore.exceptions.ClientError, action: str, url: str, location: TrailLocation
 ) -> Exception:
-    """The audittrail exception for an S3 error response to ``action`` on object ``url``."""
+    """The trailstore exception for an S3 error response to ``action`` on object ``url``."""
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")

@@ -4,7 +4,7 @@ Files of a trail root besides the streams:
 
 - ``index.json`` — ``{"last_event_id": N}``, replaced atomically (temp + fsync + rename); it may
   lag the data and is reconciled with the stream tails on open.
-- ``.audittrail.lock`` — the file every writer ``flock``s for the duration of one commit. It also
+- ``.trailstore.lock`` — the file every writer ``flock``s for the duration of one commit. It also
   holds the live counter, which is advanced *before* data is written, so a writer that finds
   the counter changed knows another writer (perhaps a crashed one) touched the trail.
 """
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audittrail.backend import (
+from trailstore.backend import (
     INDEX_NAME,
     Backend,
     CommitSession,
@@ -35,10 +35,10 @@ from audittrail.backend import (
     plan_rotation,
     segment_name,
 )
-from audittrail.encoding import line_event_id
-from audittrail.errors import StorageError, WriterClosedError
+from trailstore.encoding import line_event_id
+from trailstore.errors import StorageError, WriterClosedError
 
-LOCK_NAME = ".audittrail.lock"
+LOCK_NAME = ".trailstore.lock"
 TORN_SUFFIX = ".torn"
 INDEX_REFRESH_SECONDS = 1.0
 #: the counter is a padded decimal line; reading this much covers it
@@ -49,7 +49,7 @@ HANDED_OUT_BLOCK = 64
 SYNC_THREADS = 8
 _TAIL_CHUNK = 64 * 1024
 
-log = logging.getLogger("audittrail")
+log = logging.getLogger("trailstore")
 
 
 def local_path(url: str) -> Path:
@@ -313,7 +313,7 @@ class LocalBackend(Backend):
             _datasync(descriptors[0])
         elif descriptors:
             if self._sync_pool is None:
-                self._sync_pool = ThreadPoolExecutor(SYNC_THREADS, "audittrail-sync")
+                self._sync_pool = ThreadPoolExecutor(SYNC_THREADS, "trailstore-sync")
             syncs = [self._sync_pool.submit(_datasync, fd) for fd in descriptors]
             wait(syncs)  # all of them, before a failure can lead to closing descriptors
             for done in syncs:

@@ -26,11 +26,11 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from audittrail.backend import StreamKey
-from audittrail.errors import ConflictError, FencedError, StorageError
-from audittrail_s3.store import ObjectStore
+from trailstore.backend import StreamKey
+from trailstore.errors import ConflictError, FencedError, StorageError
+from trailstore_s3.store import ObjectStore
 
-log = logging.getLogger("audittrail")
+log = logging.getLogger("trailstore")
 
 _FIRST_DELAY = 0.004
 _MAX_DELAY = 0.05

@@ -15,8 +15,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from audittrail.backend import INDEX_NAME, StreamKey, parse_segment_name, segment_name
-from audittrail.errors import ConfigurationError
+from trailstore.backend import INDEX_NAME, StreamKey, parse_segment_name, segment_name
+from trailstore.errors import ConfigurationError
 
 SCHEMES = ("s3://", "s3a://")
 CHUNKS_SUFFIX = ".chunks"

@@ -6,8 +6,8 @@ import json
 
 from pydantic_core import PydanticSerializationError
 
-from audittrail.errors import InvalidEventError
-from audittrail.events import AuditEvent
+from trailstore.errors import InvalidEventError
+from trailstore.events import AuditEvent
 
 _ID_PREFIX = b'{"event_id":'
 _SERIALIZER = AuditEvent.__pydantic_serializer__

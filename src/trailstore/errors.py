@@ -1,10 +1,10 @@
-"""One exception hierarchy for everything audittrail raises on purpose."""
+"""One exception hierarchy for everything trailstore raises on purpose."""
 
 from __future__ import annotations
 
 
 class AuditTrailError(Exception):
-    """Base class of every audittrail error."""
+    """Base class of every trailstore error."""
 
 
 class InvalidNameError(AuditTrailError, ValueError):

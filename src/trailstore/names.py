@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from enum import Enum
 
-from audittrail.errors import InvalidNameError
+from trailstore.errors import InvalidNameError
 
 MAX_NAME_BYTES = 255
 RESERVED_DOMAINS = frozenset({"index.json"})

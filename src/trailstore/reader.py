@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from audittrail.backend import Backend, StreamKey
-from audittrail.encoding import line_event_id
-from audittrail.events import AuditEvent
-from audittrail.registry import open_backend
+from trailstore.backend import Backend, StreamKey
+from trailstore.encoding import line_event_id
+from trailstore.events import AuditEvent
+from trailstore.registry import open_backend
 
-log = logging.getLogger("audittrail")
+log = logging.getLogger("trailstore")
 _validate_json = AuditEvent.__pydantic_validator__.validate_json
 
 

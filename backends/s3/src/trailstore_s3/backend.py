@@ -26,16 +26,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from audittrail.backend import Backend, CommitSession, StreamKey
-from audittrail.encoding import line_event_id
-from audittrail.errors import AuditTrailError, ConflictError, StorageError
-from audittrail_s3.index import HeldLease, IndexState, IndexStore, OpenSegment
-from audittrail_s3.layout import TrailListing, TrailLocation
-from audittrail_s3.segments import Segments, read_objects
-from audittrail_s3.session import S3CommitSession
-from audittrail_s3.store import ObjectStore
+from trailstore.backend import Backend, CommitSession, StreamKey
+from trailstore.encoding import line_event_id
+from trailstore.errors import AuditTrailError, ConflictError, StorageError
+from trailstore_s3.index import HeldLease, IndexState, IndexStore, OpenSegment
+from trailstore_s3.layout import TrailListing, TrailLocation
+from trailstore_s3.segments import Segments, read_objects
+from trailstore_s3.session import S3CommitSession
+from trailstore_s3.store import ObjectStore
 
-log = logging.getLogger("audittrail")
+log = logging.getLogger("trailstore")
 
 #: chunks this process wrote are kept (up to this many bytes) so that sealing need not fetch them
 CACHE_BYTES = 64 * 1024 * 1024

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from audittrail.backend import Backend, CommitSession, QueueingSession, StreamKey, plan_rotation
-from audittrail.encoding import line_event_id
+from trailstore.backend import Backend, CommitSession, QueueingSession, StreamKey, plan_rotation
+from trailstore.encoding import line_event_id
 
 
 @dataclass

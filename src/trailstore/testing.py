@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from audittrail.backend import Backend
-from audittrail.errors import InvalidEventError, InvalidNameError
-from audittrail.events import AuditEvent, AuditPayload
-from audittrail.reader import AuditTrailReader
-from audittrail.registry import open_backend
-from audittrail.replay import AuditReplayer
-from audittrail.writer import AuditTrailWriter
+from trailstore.backend import Backend
+from trailstore.errors import InvalidEventError, InvalidNameError
+from trailstore.events import AuditEvent, AuditPayload
+from trailstore.reader import AuditTrailReader
+from trailstore.registry import open_backend
+from trailstore.replay import AuditReplayer
+from trailstore.writer import AuditTrailWriter
 
 UNSAFE_NAMES = ["", ".", "..", "a/b", "a\\b", "nul\x00byte", "x" * 256, "é" * 128]
 

@@ -1,7 +1,7 @@
-"""audittrail: append-only audit trails on local disk, in memory, or in object storage."""
+"""trailstore: append-only audit trails on local disk, in memory, or in object storage."""
 
-from audittrail.backend import Backend, CommitSession, Durability, StreamKey
-from audittrail.errors import (
+from trailstore.backend import Backend, CommitSession, Durability, StreamKey
+from trailstore.errors import (
     AuditTrailError,
     BackendNotFoundError,
     ConfigurationError,
@@ -12,11 +12,11 @@ from audittrail.errors import (
     StorageError,
     WriterClosedError,
 )
-from audittrail.events import AuditEvent, AuditFieldChange, AuditOperation, AuditPayload
-from audittrail.reader import AuditTrailReader, ReadReport
-from audittrail.registry import open_backend
-from audittrail.replay import AuditReplayer, ReplayResult
-from audittrail.writer import DEFAULT_MAX_FILE_SIZE_BYTES, AuditTrailWriter
+from trailstore.events import AuditEvent, AuditFieldChange, AuditOperation, AuditPayload
+from trailstore.reader import AuditTrailReader, ReadReport
+from trailstore.registry import open_backend
+from trailstore.replay import AuditReplayer, ReplayResult
+from trailstore.writer import DEFAULT_MAX_FILE_SIZE_BYTES, AuditTrailWriter
 
 __all__ = [
     "DEFAULT_MAX_FILE_SIZE_BYTES",

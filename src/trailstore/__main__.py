@@ -1,0 +1,5 @@
+"""``python -m trailstore``: the command line."""
+
+from trailstore.cli import main
+
+raise SystemExit(main())
