@@ -1,46 +1,84 @@
 """Map a trail URL to a backend: built-ins first, then plugins of the ``trailstore.backends``
-entry-point group (one entry point per URL scheme)."""
+entry-point group (one entry point per URL scheme).
+
+Backends are imported only when a URL needs one, so ``import trailstore`` works where one of
+them cannot load (the local-disk backend needs POSIX ``fcntl``, absent on Windows).
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from fsspec.core import split_protocol
 
 from trailstore.backend import Backend
-from trailstore.backends.local import LocalBackend
-from trailstore.backends.memory import MemoryBackend
 from trailstore.errors import BackendNotFoundError
 
 ENTRY_POINT_GROUP = "trailstore.backends"
-BUILTIN_BACKENDS: dict[str, type[Backend]] = {"file": LocalBackend, "memory": MemoryBackend}
-PLUGIN_DISTRIBUTIONS = {"s3": "trailstore-s3", "s3a": "trailstore-s3"}
+#: the backends of this distribution, as ``module:class``
+BUILTIN_BACKENDS = {
+    "file": "trailstore.backends.local:LocalBackend",
+    "memory": "trailstore.backends.memory:MemoryBackend",
+}
+#: schemes served by plugin distributions that exist, and the distribution to install
+KNOWN_PLUGINS = {"s3": "trailstore-s3", "s3a": "trailstore-s3"}
 
 
 def url_scheme(url: str | os.PathLike[str]) -> str:
-    """The scheme of a trail URL; plain paths are ``file``."""
+    """The scheme of a trail URL, lower-cased (schemes are case-insensitive); plain paths are
+    ``file``."""
     protocol, _ = split_protocol(os.fspath(url))
-    return protocol or "file"
+    return protocol.lower() if protocol else "file"
+
+
+def local_path(url: str) -> Path:
+    """The directory of a ``file://`` URL or plain path."""
+    return Path(url.removeprefix("file://")).expanduser()
 
 
 def backend_class(scheme: str) -> type[Backend]:
     """The backend class registered for ``scheme``."""
+    scheme = scheme.lower()
     if scheme in BUILTIN_BACKENDS:
-        return BUILTIN_BACKENDS[scheme]
+        return _load_builtin(scheme)
     for entry_point in entry_points(group=ENTRY_POINT_GROUP, name=scheme):
         loaded = entry_point.load()
         if isinstance(loaded, type) and issubclass(loaded, Backend):
             return loaded
         raise BackendNotFoundError(f"entry point {entry_point.value!r} is not a trailstore Backend")
-    hint = PLUGIN_DISTRIBUTIONS.get(scheme, f"trailstore-{scheme}")
+    if scheme in KNOWN_PLUGINS:
+        raise BackendNotFoundError(
+            f"no trailstore backend is installed for {scheme}:// URLs; install it: "
+            f"pip install {KNOWN_PLUGINS[scheme]}"
+        )
     raise BackendNotFoundError(
-        f"no trailstore backend is installed for {scheme}:// URLs; install it: pip install {hint}"
+        f"no trailstore backend is installed for {scheme}:// URLs, and no known plugin serves "
+        f"them; to add one, subclass trailstore.Backend and register the class under the "
+        f"entry-point group {ENTRY_POINT_GROUP!r} with the name {scheme!r}"
     )
+
+
+def _load_builtin(scheme: str) -> type[Backend]:
+    module_name, _, class_name = BUILTIN_BACKENDS[scheme].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendNotFoundError(
+            f"the {scheme}:// backend cannot run on this platform ({exc}); it needs POSIX "
+            "file locks (fcntl): use memory:// or an object store instead"
+        ) from exc
+    loaded: type[Backend] = getattr(module, class_name)
+    return loaded
 
 
 def open_backend(url: str | os.PathLike[str], **storage_options: Any) -> Backend:
     """Open the backend for a trail URL (``/path``, ``file://``, ``memory://``, ``s3://`` …)."""
     text = os.fspath(url)
-    return backend_class(url_scheme(text))(text, **storage_options)
+    scheme = url_scheme(text)
+    if text[: len(scheme)].lower() == scheme and text[len(scheme) : len(scheme) + 3] == "://":
+        text = scheme + text[len(scheme) :]  # S3://b/p is s3://b/p
+    return backend_class(scheme)(text, **storage_options)
