@@ -7,11 +7,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from trailstore import AuditTrailWriter
+from trailstore import AuditTrailWriter, InvalidEventError
 from trailstore.encoding import decode_line, encode_body, line_event_id, render_line
 from trailstore.events import AuditEvent, AuditOperation, AuditPayload
 from trailstore.testing import sample_event
@@ -54,6 +55,51 @@ def test_replaying_an_update_onto_before_gives_exactly_after(
     payload = AuditPayload.from_update(before, after)
     assert payload.apply_to(before) == after
     assert _through_json(payload).apply_to(before) == after
+
+
+def test_update_payload_holds_the_sparse_delta_only() -> None:
+    before = {"id": 7, "status": "new", "total": 30, "coupon": "X"}
+    after = {"id": 7, "status": "paid", "total": 30, "paid_at": 5}
+    payload = AuditPayload.from_update(before, after)
+    assert payload.model_dump(exclude_none=True) == {
+        "delta": {
+            "status": {"old": "new", "new": "paid"},
+            "paid_at": {"new": 5},
+            "coupon": {"old": "X", "removed": True},
+        }
+    }
+    keyed = AuditPayload.from_update(before, after, key_field="id")
+    assert keyed.delta is not None and keyed.delta["id"].model_dump() == {
+        "old": 7,
+        "new": 7,
+        "removed": None,
+    }
+    assert keyed.apply_to(before) == payload.apply_to(before) == after
+
+
+def test_an_update_with_after_replaces_the_record() -> None:
+    payload = AuditPayload(after={"a": 1}, delta={"b": {"old": 1, "new": 2}})  # type: ignore[dict-item]
+    assert payload.apply_to({"b": 1, "c": 3}) == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    "value", [float("nan"), float("inf"), datetime(2024, 1, 1), {1, 2}, b"raw", object()]
+)
+@pytest.mark.parametrize("build", ["create", "update", "delete"])
+def test_payload_constructors_refuse_values_that_are_not_json(value: Any, build: str) -> None:
+    record = {"id": 1, "x": value}
+    with pytest.raises(InvalidEventError):
+        if build == "create":
+            AuditPayload.from_create(record)
+        elif build == "update":
+            AuditPayload.from_update({"id": 1}, record)
+        else:
+            AuditPayload.from_delete(record)
+
+
+def test_payload_constructors_refuse_records_that_are_not_mappings() -> None:
+    with pytest.raises(InvalidEventError, match="must be a mapping or a pydantic model"):
+        AuditPayload.from_create([("id", 1)])  # type: ignore[arg-type]
 
 
 def test_update_delta_marks_removed_fields_and_values_that_become_none() -> None:

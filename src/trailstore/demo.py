@@ -239,6 +239,8 @@ _STREAMS = (
     ),
 )
 
+#: the payload field that identifies a workload record (replay with ``key_field`` set to it)
+WORKLOAD_KEY_FIELD = "id"
 #: the streams a ``Workload`` writes to
 WORKLOAD_STREAMS: tuple[StreamKey, ...] = tuple(stream.key for stream in _STREAMS)
 
@@ -278,7 +280,10 @@ class Workload:
             after = copy.deepcopy(before)
             model.update(rng, after)
             live[key] = after
-            operation, payload = AuditOperation.UPDATE, AuditPayload.from_update(before, after)
+            operation, payload = (
+                AuditOperation.UPDATE,
+                AuditPayload.from_update(before, after, key_field=WORKLOAD_KEY_FIELD),
+            )
         else:
             key = rng.choice(sorted(live))
             operation, payload = AuditOperation.DELETE, AuditPayload.from_delete(live.pop(key))
@@ -296,6 +301,6 @@ class Workload:
         key = f"{model.key_prefix}_{self._rng.getrandbits(48):012x}"
         while key in live:
             key = f"{model.key_prefix}_{self._rng.getrandbits(48):012x}"
-        record = {"id": key, **model.create(self._rng)}
+        record = {WORKLOAD_KEY_FIELD: key, **model.create(self._rng)}
         live[key] = record
         return AuditPayload.from_create(copy.deepcopy(record))

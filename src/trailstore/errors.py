@@ -37,3 +37,11 @@ class BackendNotFoundError(AuditTrailError, LookupError):
 
 class WriterClosedError(AuditTrailError, RuntimeError):
     """The writer was used after ``close()``."""
+
+
+class TrailNotFoundError(StorageError):
+    """A reader was pointed at a root that holds no trail (no ``index.json``, no segment)."""
+
+
+class ReplayError(AuditTrailError):
+    """The events cannot be replayed as asked (a keyed replay met an event without its key)."""

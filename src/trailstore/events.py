@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+
+from trailstore.errors import InvalidEventError
 
 Record = Mapping[str, Any] | BaseModel
+#: the operation names ``append_event`` accepts besides ``AuditOperation`` members
+OperationName = Literal["create", "update", "delete"]
 
 
 def unix_seconds(moment: float | datetime) -> float:
@@ -46,7 +50,9 @@ def _as_dict(record: Record) -> dict[str, Any]:
         return record.model_dump(mode="json")
     if isinstance(record, Mapping):
         return dict(record)
-    raise TypeError(f"a record must be a mapping or a pydantic model, got {type(record).__name__}")
+    raise InvalidEventError(
+        f"a record must be a mapping or a pydantic model, got {type(record).__name__}"
+    )
 
 
 class AuditPayload(BaseModel):
@@ -60,37 +66,55 @@ class AuditPayload(BaseModel):
 
     @classmethod
     def from_create(cls, record: Record) -> AuditPayload:
-        """Payload of a created record."""
-        return cls(after=_as_dict(record))
+        """Payload of a created record: ``after`` is the record."""
+        return _built(cls, after=_as_dict(record))
 
     @classmethod
     def from_delete(cls, record: Record) -> AuditPayload:
-        """Payload of a deleted record."""
-        return cls(before=_as_dict(record))
+        """Payload of a deleted record: ``before`` is the record."""
+        return _built(cls, before=_as_dict(record))
 
     @classmethod
-    def from_update(cls, before: Record, after: Record) -> AuditPayload:
-        """Payload of an update, with a delta holding every added, changed and removed field."""
+    def from_update(
+        cls, before: Record, after: Record, *, key_field: str | None = None
+    ) -> AuditPayload:
+        """Payload of an update: only the sparse ``delta`` of every added, changed and removed
+        field (removed ones marked ``removed``), as the original writer stores it.
+
+        ``key_field`` also keeps that field in the delta when it did not change, so that a
+        replay keyed by it (``AuditReplayer(key_field=...)``) can tell which record changed.
+        """
         old, new = _as_dict(before), _as_dict(after)
-        delta: dict[str, AuditFieldChange] = {}
+        delta: dict[str, dict[str, Any]] = {}
         for key, value in new.items():
             if key not in old or old[key] != value or type(old[key]) is not type(value):
-                delta[key] = AuditFieldChange(old=old.get(key), new=value)
+                delta[key] = {"old": old.get(key), "new": value}
         for key in old.keys() - new.keys():
-            delta[key] = AuditFieldChange(old=old[key], removed=True)
-        return cls(before=old, after=new, delta=delta)
+            delta[key] = {"old": old[key], "removed": True}
+        if key_field is not None and key_field in new and key_field not in delta:
+            delta[key_field] = {"old": new[key_field], "new": new[key_field]}
+        return _built(cls, delta=delta)
 
     def apply_to(self, record: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Return ``record`` with this update applied (the delta if present, else ``after``)."""
-        if self.delta is None:
-            return dict(self.after or {})
+        """Return ``record`` as this update leaves it: ``after`` replaces it when present,
+        else each delta entry sets its ``new`` value (or removes the field)."""
+        if self.after is not None:
+            return dict(self.after)
         result = dict(record or {})
-        for key, change in self.delta.items():
+        for key, change in (self.delta or {}).items():
             if change.removed:
                 result.pop(key, None)
             else:
                 result[key] = change.new
         return result
+
+
+def _built(cls: type[AuditPayload], **fields: Any) -> AuditPayload:
+    """Validate a payload built by a ``from_*`` constructor, as ``InvalidEventError``."""
+    try:
+        return cls(**fields)
+    except ValidationError as exc:
+        raise InvalidEventError(f"invalid payload: {exc}") from exc
 
 
 class AuditEvent(BaseModel):

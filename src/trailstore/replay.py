@@ -1,4 +1,9 @@
-"""``AuditReplayer``: fold a stream's events back into the records they describe."""
+"""``AuditReplayer``: fold a stream's events back into the records they describe.
+
+By default the model name identifies the record, as in the project this library grows from:
+``state[model_name]`` is the record. With ``key_field`` records are told apart by a payload
+field instead, and ``state[model_name][key]`` is the record.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +11,33 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from trailstore.errors import ReplayError
 from trailstore.events import AuditEvent, AuditOperation
 from trailstore.reader import AuditTrailReader
 
-State = dict[str, dict[str, dict[str, Any]]]
+#: ``state[model_name]`` is a record, or with ``key_field`` ``state[model_name][key]`` is one
+State = dict[str, dict[str, Any]]
 
 
 @dataclass
 class ReplayResult:
-    """``state[model_name][record_key]`` is the record as of ``last_event_id``."""
+    """The state as of ``last_event_id`` (``None`` when no event was applied)."""
 
     state: State = field(default_factory=dict)
-    last_event_id: int = 0
+    last_event_id: int | None = None
     applied_events: int = 0
 
 
 class AuditReplayer:
-    """Rebuild record state from the events of one stream.
+    """Rebuild record state from the events of one stream, in ``event_id`` order.
 
-    A record is identified by its model name and the value of ``key_field`` (default ``"id"``)
-    in its ``after`` (create/update) or ``before`` (delete) image.
+    - ``create`` sets the record to the payload's ``after`` (else ``before``);
+    - ``update`` replaces it with ``after`` when the payload has one, else applies each delta
+      entry's ``new`` value (a ``removed`` entry deletes the field) onto the record;
+    - ``delete`` removes it.
     """
 
-    def __init__(self, *, reader: AuditTrailReader, key_field: str = "id") -> None:
+    def __init__(self, *, reader: AuditTrailReader, key_field: str | None = None) -> None:
         self.reader = reader
         self.key_field = key_field
 
@@ -56,20 +65,40 @@ class AuditReplayer:
             result.applied_events += 1
         return result
 
-    def record_key(self, event: AuditEvent) -> str:
-        """The key of the record an event is about."""
-        payload = event.payload
-        image = None if payload is None else payload.after or payload.before
-        return str((image or {}).get(self.key_field, ""))
-
     def apply(self, state: State, event: AuditEvent) -> None:
         """Apply one event to ``state`` in place."""
-        records = state.setdefault(event.model_name, {})
-        key = self.record_key(event)
+        if self.key_field is None:
+            records, key = state, event.model_name
+        else:
+            records, key = state.setdefault(event.model_name, {}), self.record_key(event)
         payload = event.payload
         if event.operation is AuditOperation.DELETE:
             records.pop(key, None)
         elif event.operation is AuditOperation.CREATE:
-            records[key] = dict((payload.after if payload else None) or {})
-        elif payload is not None:
+            image = None if payload is None else payload.after
+            if image is None and payload is not None:
+                image = payload.before
+            records[key] = dict(image or {})
+        elif payload is not None and (payload.after is not None or payload.delta is not None):
             records[key] = payload.apply_to(records.get(key))
+
+    def record_key(self, event: AuditEvent) -> str:
+        """The value of ``key_field`` in an event's ``after``, ``before`` or delta, as text.
+
+        Raises ``ReplayError`` naming the event when the payload does not hold it: merging such
+        records under one empty key would silently give a wrong state.
+        """
+        assert self.key_field is not None
+        payload = event.payload
+        if payload is not None:
+            for image in (payload.after, payload.before):
+                if image is not None and self.key_field in image:
+                    return str(image[self.key_field])
+            change = (payload.delta or {}).get(self.key_field)
+            if change is not None:
+                return str(change.old if change.removed else change.new)
+        raise ReplayError(
+            f"event {event.event_id} ({event.operation} of {event.model_name} in "
+            f"{event.domain}/{event.category}) has no {self.key_field!r} field in its payload, "
+            "so a replay keyed by it cannot tell which record it is about"
+        )
