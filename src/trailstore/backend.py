@@ -12,7 +12,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from enum import StrEnum
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 SEGMENT_PATTERN = re.compile(r"audit-(\d{6,})\.jsonl")
 INDEX_NAME = "index.json"
@@ -24,6 +24,10 @@ class Durability(StrEnum):
     FSYNC = "fsync"
     FLUSH = "flush"
     BATCH = "batch"
+
+
+#: the durability names a writer accepts besides ``Durability`` members
+DurabilityName = Literal["fsync", "flush", "batch"]
 
 
 class StreamKey(NamedTuple):
@@ -140,6 +144,11 @@ class Backend(ABC):
     def last_event_id(self) -> int:
         """The highest ID allocated by a finished commit (0 for an empty trail): every ID up
         to it is written, or was lost by a writer that died."""
+
+    @abstractmethod
+    def trail_exists(self) -> bool:
+        """Whether the root holds a trail: an index or at least one segment. A root that
+        cannot hold one (a local path that is a file) raises ``StorageError``."""
 
     @abstractmethod
     def list_streams(self) -> list[StreamKey]:

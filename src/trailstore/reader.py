@@ -7,12 +7,14 @@ import logging
 import os
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
 from trailstore.backend import Backend, StreamKey
 from trailstore.encoding import line_event_id
-from trailstore.events import AuditEvent
+from trailstore.errors import ConfigurationError, TrailNotFoundError
+from trailstore.events import AuditEvent, unix_seconds
 from trailstore.registry import open_backend
 
 log = logging.getLogger("trailstore")
@@ -73,19 +75,39 @@ class _IdWindow:
             yield line
 
 
+def _seconds(name: str, moment: float | datetime | None) -> float | None:
+    """A timestamp filter as Unix seconds; a naive datetime is UTC, as the writer takes it."""
+    if moment is None or isinstance(moment, datetime):
+        return None if moment is None else unix_seconds(moment)
+    if isinstance(moment, bool) or not isinstance(moment, int | float):
+        raise ConfigurationError(
+            f"{name} must be Unix seconds or a datetime, got {type(moment).__name__}"
+        )
+    return float(moment)
+
+
 class AuditTrailReader:
     """Read a trail. Every call to ``iter_events`` streams in constant memory; damage found on
-    the way is added to ``report``."""
+    the way is added to ``report``.
+
+    A root that holds no trail raises ``TrailNotFoundError``, so that a mistyped path is not
+    read as an empty trail; ``allow_empty=True`` reads it as one (a trail not written yet).
+    """
 
     def __init__(
         self,
         *,
         root_path: str | os.PathLike[str],
         storage_options: Mapping[str, Any] | None = None,
+        allow_empty: bool = False,
     ) -> None:
         self.root_path = root_path
         self.backend: Backend = open_backend(root_path, **dict(storage_options or {}))
         self.report = ReadReport()
+        if not allow_empty and not self.backend.trail_exists():
+            raise TrailNotFoundError(
+                f"no trail at {os.fspath(root_path)}: it holds no index.json and no segment"
+            )
 
     def streams(self) -> list[StreamKey]:
         """Every ``domain/category`` stream of the trail."""
@@ -99,13 +121,30 @@ class AuditTrailReader:
         model_names: Collection[str] | str | None = None,
         min_event_id: int | None = None,
         max_event_id: int | None = None,
-        min_timestamp: float | None = None,
-        max_timestamp: float | None = None,
+        min_timestamp: float | datetime | None = None,
+        max_timestamp: float | datetime | None = None,
     ) -> Iterator[AuditEvent]:
         """Yield matching events in ascending ``event_id`` (merged across streams).
 
-        When every stream is read, missing and duplicate IDs are added to ``report``.
+        Timestamps are Unix seconds or datetimes (naive ones are UTC). When every stream is
+        read, missing and duplicate IDs are added to ``report``.
         """
+        earliest = _seconds("min_timestamp", min_timestamp)
+        latest = _seconds("max_timestamp", max_timestamp)
+        return self._iter_events(
+            domains, categories, model_names, min_event_id, max_event_id, earliest, latest
+        )
+
+    def _iter_events(
+        self,
+        domains: Collection[str] | str | None,
+        categories: Collection[str] | str | None,
+        model_names: Collection[str] | str | None,
+        min_event_id: int | None,
+        max_event_id: int | None,
+        min_timestamp: float | None,
+        max_timestamp: float | None,
+    ) -> Iterator[AuditEvent]:
         wanted_domains, wanted_categories = _names(domains), _names(categories)
         wanted_models = _names(model_names)
         whole_trail = wanted_domains is None and wanted_categories is None

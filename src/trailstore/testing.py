@@ -17,12 +17,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from trailstore.backend import Backend
-from trailstore.errors import InvalidEventError, InvalidNameError
+from trailstore.errors import (
+    InvalidEventError,
+    InvalidNameError,
+    ReplayError,
+    TrailNotFoundError,
+)
 from trailstore.events import AuditEvent, AuditPayload
 from trailstore.reader import AuditTrailReader
 from trailstore.registry import open_backend
@@ -87,7 +93,10 @@ class BackendConformance:
 
     @pytest.fixture
     def reader(self, trail_url: str, storage_options: dict[str, Any]) -> AuditTrailReader:
-        return AuditTrailReader(root_path=trail_url, storage_options=storage_options)
+        """A reader made before the test writes (the trail may not exist yet)."""
+        return AuditTrailReader(
+            root_path=trail_url, storage_options=storage_options, allow_empty=True
+        )
 
     @pytest.fixture
     def backend(self, trail_url: str, storage_options: dict[str, Any]) -> Backend:
@@ -245,6 +254,18 @@ class BackendConformance:
         assert self.ids(reader) == [1, 2]
         assert reader.report.clean
 
+    @pytest.mark.parametrize("field", ["model_name", "logical_user_id"])
+    @pytest.mark.parametrize("value", ["", "   "])
+    def test_blank_model_name_or_user_spends_no_id(
+        self, open_writer: Any, reader: AuditTrailReader, field: str, value: str
+    ) -> None:
+        writer = open_writer()
+        with pytest.raises(InvalidEventError, match=f"{field} must not be empty"):
+            writer.append_event(**sample_event(0, **{field: value}))
+        assert writer.append_event(**sample_event(1)).event_id == 1
+        writer.close()
+        assert self.ids(reader) == [1]
+
     # -- 7. readers tolerate damage; the writer repairs a torn tail -------------------------
 
     def test_torn_tail_is_reported_then_repaired_on_open(
@@ -284,8 +305,61 @@ class BackendConformance:
         assert self.ids(reader, max_event_id=4) == [1, 2, 3, 4]
         window = {"min_timestamp": 1_700_000_010, "max_timestamp": 1_700_000_012}
         assert self.ids(reader, **window) == [11, 12, 13]
+        aware = datetime.fromtimestamp(1_700_000_010, UTC)
+        naive = aware.replace(tzinfo=None) + timedelta(seconds=2)  # naive datetimes are UTC
+        assert self.ids(reader, min_timestamp=aware, max_timestamp=naive) == [11, 12, 13]
 
-    def test_replay_rebuilds_the_records(self, open_writer: Any, reader: AuditTrailReader) -> None:
+    def test_a_root_without_a_trail_is_an_error_unless_empty_is_allowed(
+        self, trail_url: str, storage_options: dict[str, Any], open_writer: Any
+    ) -> None:
+        with pytest.raises(TrailNotFoundError, match="no trail at"):
+            AuditTrailReader(root_path=trail_url, storage_options=storage_options)
+        empty = AuditTrailReader(
+            root_path=trail_url, storage_options=storage_options, allow_empty=True
+        )
+        assert self.ids(empty) == [] and empty.report.clean
+        open_writer().close()  # opened, nothing written: a trail all the same
+        opened = AuditTrailReader(root_path=trail_url, storage_options=storage_options)
+        assert self.ids(opened) == [] and opened.report.clean
+
+    def test_replay_state_is_keyed_by_model_name(
+        self, open_writer: Any, reader: AuditTrailReader
+    ) -> None:
+        """The original semantics: the model name identifies the record."""
+        settings = {"theme": "dark", "lang": "en"}
+        changed = {"theme": "light", "lang": "en", "tz": "UTC"}
+        events = [
+            ("Settings", "create", AuditPayload.from_create(settings)),
+            ("Settings", "update", AuditPayload.from_update(settings, changed)),  # delta only
+            ("Profile", "create", AuditPayload.from_create({"name": "Ada"})),
+            ("Profile", "delete", AuditPayload.from_delete({"name": "Ada"})),
+            ("Profile", "create", AuditPayload.from_create({"name": "Grace"})),
+            ("Settings", "update", {"after": {"theme": "blue", "lang": "fr"}}),  # replaces
+            ("Settings", "update", {"delta": {"lang": {"old": "fr", "removed": True}}}),
+            ("Cart", "create", {"before": {"items": 2}}),  # no after: before is the record
+        ]
+        with open_writer(max_file_size_bytes=1024) as writer:
+            writer.append_event(**sample_event(0, category="other", model_name="Settings"))
+            for model_name, operation, payload in events:
+                writer.append_event(
+                    **sample_event(0, model_name=model_name, operation=operation, payload=payload)
+                )
+        replayer = AuditReplayer(reader=reader)
+        result = replayer.reconstruct_state(domain="shop", category="orders")
+        assert result.state == {
+            "Settings": {"theme": "blue"},
+            "Profile": {"name": "Grace"},
+            "Cart": {"items": 2},
+        }
+        assert (result.last_event_id, result.applied_events) == (9, 8)
+        partial = replayer.reconstruct_state(domain="shop", category="orders", max_event_id=5)
+        assert partial.state == {"Settings": changed}
+        empty = replayer.reconstruct_state(domain="shop", category="nothing")
+        assert (empty.state, empty.last_event_id, empty.applied_events) == ({}, None, 0)
+
+    def test_replay_keyed_by_a_field_rebuilds_each_record(
+        self, open_writer: Any, reader: AuditTrailReader
+    ) -> None:
         records: dict[int, dict[str, Any]] = {
             i: {"id": i, "status": "new", "note": None} for i in range(5)
         }
@@ -294,13 +368,27 @@ class BackendConformance:
                 writer.append_event(**sample_event(0, payload=AuditPayload.from_create(record)))
             for i in (1, 3):
                 changed = {"id": i, "status": "paid", "tracking": f"T{i}"}
-                payload = AuditPayload.from_update(records[i], changed)
+                payload = AuditPayload.from_update(records[i], changed, key_field="id")
                 writer.append_event(**sample_event(0, operation="update", payload=payload))
                 records[i] = changed
             writer.append_event(
                 **sample_event(0, operation="delete", payload=AuditPayload.from_delete(records[4]))
             )
             del records[4]
-        result = AuditReplayer(reader=reader).reconstruct_state(domain="shop", category="orders")
+            writer.append_event(**sample_event(0, payload=AuditPayload.from_create(records[0])))
+        result = AuditReplayer(reader=reader, key_field="id").reconstruct_state(
+            domain="shop", category="orders"
+        )
         assert result.state == {"Order": {str(k): v for k, v in records.items()}}
-        assert (result.last_event_id, result.applied_events) == (8, 8)
+        assert (result.last_event_id, result.applied_events) == (9, 9)
+
+    def test_keyed_replay_refuses_an_event_without_the_key(
+        self, open_writer: Any, reader: AuditTrailReader
+    ) -> None:
+        with open_writer() as writer:
+            writer.append_event(**sample_event(1))
+            writer.append_event(**sample_event(2, payload={"after": {"uuid": "u-2"}}))
+        with pytest.raises(ReplayError, match=r"event 2 \(create of Order in shop/orders\)"):
+            AuditReplayer(reader=reader, key_field="id").reconstruct_state(
+                domain="shop", category="orders"
+            )

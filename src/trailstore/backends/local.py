@@ -37,6 +37,7 @@ from trailstore.backend import (
 )
 from trailstore.encoding import line_event_id
 from trailstore.errors import StorageError, WriterClosedError
+from trailstore.registry import local_path
 
 LOCK_NAME = ".trailstore.lock"
 TORN_SUFFIX = ".torn"
@@ -50,11 +51,6 @@ SYNC_THREADS = 8
 _TAIL_CHUNK = 64 * 1024
 
 log = logging.getLogger("trailstore")
-
-
-def local_path(url: str) -> Path:
-    """The directory of a ``file://`` URL or plain path."""
-    return Path(url.removeprefix("file://")).expanduser()
 
 
 @dataclass
@@ -383,6 +379,13 @@ class LocalBackend(Backend):
         except OSError:  # missing, or not a file
             counter = None
         return max(counter or 0, self._read_index() or 0)
+
+    def trail_exists(self) -> bool:
+        if self.root.exists() and not self.root.is_dir():
+            raise StorageError(f"trail root {self.root} is not a directory")
+        if (self.root / INDEX_NAME).is_file():
+            return True
+        return any(self.list_segments(stream) for stream in self.list_streams())
 
     def list_streams(self) -> list[StreamKey]:
         streams: list[StreamKey] = []

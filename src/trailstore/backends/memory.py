@@ -21,6 +21,8 @@ class MemoryTrail:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     counter: int = 0
+    #: a writer opened it (an empty trail is still a trail)
+    opened: bool = False
     segments: dict[StreamKey, dict[int, bytearray]] = field(default_factory=dict)
 
 
@@ -46,6 +48,7 @@ class MemoryBackend(Backend):
 
     def open_for_writing(self) -> None:
         with self.trail.lock:
+            self.trail.opened = True
             for segments in self.trail.segments.values():
                 if not segments:
                     continue
@@ -60,6 +63,10 @@ class MemoryBackend(Backend):
 
     def last_event_id(self) -> int:
         return self.trail.counter
+
+    def trail_exists(self) -> bool:
+        with self.trail.lock:
+            return self.trail.opened or bool(self.trail.segments)
 
     def list_streams(self) -> list[StreamKey]:
         with self.trail.lock:

@@ -189,6 +189,13 @@ class S3Backend(Backend):
     def last_event_id(self) -> int:
         return self.index.read()[0].last_event_id
 
+    def trail_exists(self) -> bool:
+        try:
+            self.store.get(self.location.index_key)
+        except FileNotFoundError:
+            return bool(self._list_trail())
+        return True
+
     def list_streams(self) -> list[StreamKey]:
         return sorted(self._list_trail())
 
