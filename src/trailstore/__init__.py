@@ -1,6 +1,24 @@
-"""trailstore: append-only audit trails on local disk, in memory, or in object storage."""
+"""trailstore: append-only audit trails for Python applications.
 
-from trailstore.backend import Backend, CommitSession, Durability, StreamKey
+Every create, update and delete of a record becomes one structured event (``AuditEvent``),
+appended as a compact JSON line to a segment file of its ``<domain>/<category>`` stream, with
+one global, gap-free ``event_id`` across threads, processes and hosts.
+
+- ``AuditTrailWriter(root_path=...)`` appends (``append_event``, ``append_events``) with the
+  durability you choose: ``fsync`` (default), ``flush`` or ``batch``;
+- ``AuditTrailReader(root_path=...).iter_events(...)`` reads back, filtered, in ID order, and
+  counts any damage it meets in ``reader.report``;
+- ``AuditReplayer(reader=...).reconstruct_state(...)`` folds events back into records;
+- ``AuditPayload.from_create/from_update/from_delete`` build payloads.
+
+A root is a directory (the default, local-disk backend), ``memory://NAME``, or
+``s3://BUCKET/PREFIX`` with the ``trailstore-s3`` plugin. The ``trailstore`` command line
+appends, queries, replays and summarises trails (``trailstore --help``).
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from trailstore.backend import Backend, CommitSession, Durability, DurabilityName, StreamKey
 from trailstore.errors import (
     AuditTrailError,
     BackendNotFoundError,
@@ -9,14 +27,27 @@ from trailstore.errors import (
     FencedError,
     InvalidEventError,
     InvalidNameError,
+    ReplayError,
     StorageError,
+    TrailNotFoundError,
     WriterClosedError,
 )
-from trailstore.events import AuditEvent, AuditFieldChange, AuditOperation, AuditPayload
+from trailstore.events import (
+    AuditEvent,
+    AuditFieldChange,
+    AuditOperation,
+    AuditPayload,
+    OperationName,
+)
 from trailstore.reader import AuditTrailReader, ReadReport
 from trailstore.registry import open_backend
 from trailstore.replay import AuditReplayer, ReplayResult
 from trailstore.writer import DEFAULT_MAX_FILE_SIZE_BYTES, AuditTrailWriter
+
+try:
+    __version__ = version("trailstore")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "DEFAULT_MAX_FILE_SIZE_BYTES",
@@ -34,13 +65,18 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "Durability",
+    "DurabilityName",
     "FencedError",
     "InvalidEventError",
     "InvalidNameError",
+    "OperationName",
     "ReadReport",
+    "ReplayError",
     "ReplayResult",
     "StorageError",
     "StreamKey",
+    "TrailNotFoundError",
     "WriterClosedError",
+    "__version__",
     "open_backend",
 ]

@@ -13,11 +13,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from trailstore.backend import Durability, StreamKey
+from trailstore.backend import Durability, DurabilityName, StreamKey
 from trailstore.commit import BatchCommitter, GroupCommitter, PreparedEvent
 from trailstore.encoding import encode_body
 from trailstore.errors import ConfigurationError, InvalidEventError, WriterClosedError
-from trailstore.events import AuditEvent, AuditOperation, AuditPayload, unix_seconds
+from trailstore.events import (
+    AuditEvent,
+    AuditOperation,
+    AuditPayload,
+    OperationName,
+    unix_seconds,
+)
 from trailstore.names import validate_name
 from trailstore.registry import open_backend
 
@@ -44,7 +50,7 @@ class AuditTrailWriter:
         *,
         root_path: str | os.PathLike[str],
         max_file_size_bytes: int = DEFAULT_MAX_FILE_SIZE_BYTES,
-        durability: Durability | str = Durability.FSYNC,
+        durability: Durability | DurabilityName = Durability.FSYNC,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         flush_max_events: int = DEFAULT_FLUSH_MAX_EVENTS,
         storage_options: Mapping[str, Any] | None = None,
@@ -102,7 +108,7 @@ class AuditTrailWriter:
         domain: str,
         category: str,
         model_name: str,
-        operation: AuditOperation | str,
+        operation: AuditOperation | OperationName,
         logical_user_id: str,
         payload: AuditPayload | Mapping[str, Any] | None = None,
         request_id: str | None = None,
@@ -189,7 +195,7 @@ def _prepare(
     domain: str,
     category: str,
     model_name: str,
-    operation: AuditOperation | str,
+    operation: AuditOperation | OperationName,
     logical_user_id: str,
     payload: AuditPayload | Mapping[str, Any] | None = None,
     request_id: str | None = None,
@@ -200,6 +206,9 @@ def _prepare(
         stream = _stream_of(domain, category)
     except TypeError:  # unhashable, so not a name: let the check say what is wrong
         stream = _stream_of.__wrapped__(domain, category)
+    for field, value in (("model_name", model_name), ("logical_user_id", logical_user_id)):
+        if isinstance(value, str) and not value.strip():
+            raise InvalidEventError(f"{field} must not be empty or blank")
     try:
         event = AuditEvent(
             event_id=0,
