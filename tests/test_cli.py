@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import trailstore
 from trailstore import (
     AuditPayload,
     AuditReplayer,
@@ -194,10 +197,38 @@ def test_query_of_a_missing_trail_fails(tmp_path: Path, capsys: pytest.CaptureFi
     code, out, err = run(capsys, "--root", str(tmp_path / "absent"), "query")
 
     assert (code, out) == (1, "")
-    assert (
-        err
-        == f"trailstore: error: no trail at {tmp_path / 'absent'}: the directory does not exist\n"
+    assert err == (
+        f"trailstore: error: no trail at {tmp_path / 'absent'}: it holds no index.json and no "
+        "segment\n"
     )
+
+
+def test_commands_on_a_directory_that_is_not_a_trail_fail_and_say_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "ssh" / "keys").mkdir(parents=True)  # streams, if it were a trail
+    (tmp_path / "ssh" / "keys" / "id.pub").write_text("key")
+    (tmp_path / "hosts").write_text("127.0.0.1 localhost")
+
+    for command in (["stats"], ["query"], ["replay", "--domain", "a", "--category", "b"]):
+        code, out, err = run(capsys, "--root", str(tmp_path), *command)
+        assert (code, out) == (1, "")
+        assert err.startswith(f"trailstore: error: no trail at {tmp_path}:")
+
+    code, out, err = run(capsys, "--root", str(tmp_path / "hosts"), "stats")
+    assert (code, out) == (1, "")
+    assert err == f"trailstore: error: trail root {tmp_path / 'hosts'} is not a directory\n"
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["hosts", "id.pub", "keys", "ssh"]
+
+
+def test_version_is_the_installed_distribution_version(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "--version")
+
+    assert code == 0
+    assert out == f"trailstore {version('trailstore')}\n"
+    assert trailstore.__version__ == version("trailstore")
 
 
 # -- replay ------------------------------------------------------------------------------------
@@ -384,11 +415,17 @@ def test_workload_is_deterministic_and_realistic() -> None:
 
     assert first == again
     assert first != other
-    sizes = sorted(len(payload) for payload in first)
-    assert sizes[len(sizes) // 20] >= 200
-    assert sizes[-len(sizes) // 20] <= 2000
     operations = [event["operation"].value for event in Workload(seed=5).events(500)]
     assert {"create", "update", "delete"} == set(operations)
+    records = sorted(
+        len(payload) for payload, op in zip(first, operations, strict=True) if op != "update"
+    )
+    assert records[len(records) // 20] >= 200  # whole records: creates and deletes
+    assert records[-len(records) // 20] <= 2000
+    updates = sorted(
+        len(payload) for payload, op in zip(first, operations, strict=True) if op == "update"
+    )
+    assert updates[len(updates) // 2] < records[len(records) // 2] / 1.5  # sparse deltas
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -444,6 +481,36 @@ STREAM_FLAGS = ["--category", "c", "--model-name", "M", "--user", "u"]
             '{"domain": "d", "category": "c", "model_name": "M", "operation": "create", '
             '"logical_user_id": "u", "who": "me"}',
             "trailstore: error: unknown key(s) on stdin: who;",
+        ),
+        (
+            [
+                *("append", "--domain", "d", *STREAM_FLAGS),
+                *("--operation", "create", "--after", '{"x": NaN}'),
+            ],
+            None,
+            "argument --after: invalid JSON (NaN is not JSON)\n",
+        ),
+        (
+            ["append", "--stdin"],
+            '{"domain": "d", "category": "c", "model_name": "M", "operation": "create", '
+            '"logical_user_id": "u", "payload": {"after": {"x": Infinity}}}',
+            "trailstore: error: stdin is not valid JSON (Infinity is not JSON)\n",
+        ),
+        (
+            [
+                *("append", "--domain", "d", *STREAM_FLAGS, "--operation", "update"),
+                *("--before", "{}", "--after", '{"big": 1e999}'),
+            ],
+            None,
+            "argument --after: invalid JSON (number 1e999 is out of range)\n",
+        ),
+        (
+            [
+                *("append", "--domain", "d", "--category", "c", "--model-name", ""),
+                *("--user", "u", "--operation", "create", "--after", "{}"),
+            ],
+            None,
+            "trailstore: error: model_name must not be empty or blank\n",
         ),
         (["query", "--domain", "a/b"], None, "trailstore: error: domain 'a/b' must not contain"),
         (["query", "--since", "yesterday"], None, "expected Unix seconds or ISO-8601"),
@@ -560,3 +627,44 @@ def test_console_script_streams_and_stops_quietly_when_the_pipe_closes(tmp_path:
     assert process.wait(timeout=60) == 0
     assert first["event_id"] == 1
     assert stderr == ""
+
+
+@pytest.mark.parametrize("started_as", ["on-path", "relative-path", "absolute-path"])
+def test_the_commands_the_demo_suggests_work_as_printed(tmp_path: Path, started_as: str) -> None:
+    """As after ``make demo`` (``.venv/bin/trailstore demo``), or with the script on PATH."""
+    script = Path(sys.executable).with_name("trailstore")
+    bin_dir = str(script.parent)
+    path = [entry for entry in os.environ.get("PATH", "").split(os.pathsep) if entry != bin_dir]
+    if started_as == "on-path":
+        path.insert(0, bin_dir)
+    environment = {**os.environ, "PATH": os.pathsep.join(path)}
+    environment.pop("TRAILSTORE_ROOT", None)
+    cwd = script.parents[2] if started_as == "relative-path" else tmp_path
+    started = {
+        "on-path": "trailstore",
+        "relative-path": os.path.relpath(script, cwd),
+        "absolute-path": str(script),
+    }[started_as]
+
+    demo = subprocess.run(
+        [started, "demo", "--events", "200", "--root", str(tmp_path / "demo")],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    suggested = [
+        line.removeprefix("try:").strip()
+        for line in demo.stdout.splitlines()
+        if line.startswith(("try:", "     "))
+    ]
+
+    assert len(suggested) == 3
+    assert all(command.startswith(f"{started} --root ") for command in suggested)
+    for command in suggested:
+        result = subprocess.run(
+            command, shell=True, cwd=cwd, env=environment, capture_output=True, text=True
+        )
+        assert (result.returncode, result.stderr) == (0, ""), command
+        assert result.stdout.strip()

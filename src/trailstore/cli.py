@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import shlex
+import shutil
 import sys
 import textwrap
 import time
@@ -25,9 +26,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from trailstore import __version__
 from trailstore.backend import INDEX_NAME, Durability
-from trailstore.backends.local import local_path
-from trailstore.demo import WORKLOAD_STREAMS, Records, Workload
+from trailstore.demo import WORKLOAD_KEY_FIELD, WORKLOAD_STREAMS, Records, Workload
 from trailstore.encoding import encode_body, render_line
 from trailstore.errors import (
     AuditTrailError,
@@ -39,7 +40,7 @@ from trailstore.errors import (
 from trailstore.events import AuditEvent, AuditOperation, AuditPayload
 from trailstore.names import validate_name
 from trailstore.reader import AuditTrailReader, ReadReport
-from trailstore.registry import url_scheme
+from trailstore.registry import local_path, url_scheme
 from trailstore.replay import AuditReplayer, State
 from trailstore.writer import DEFAULT_MAX_FILE_SIZE_BYTES, AuditTrailWriter
 
@@ -187,10 +188,27 @@ class ProgressBar:
 # -- argument types ----------------------------------------------------------------------------
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _strict_json(text: str) -> Any:
+    """Parse JSON as the standard defines it: ``NaN`` and ``Infinity`` are refused, and so is
+    a number too large for a float (which Python would read as infinity)."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def _json_object(text: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
+        value = _strict_json(text)
+    except ValueError as exc:
         raise argparse.ArgumentTypeError(f"invalid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}")
@@ -260,11 +278,8 @@ def _storage_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _open_reader(args: argparse.Namespace) -> AuditTrailReader:
-    """A reader of an existing trail; a local root that does not exist is an error."""
-    root = _root(args)
-    if url_scheme(root) == "file" and not local_path(root).is_dir():
-        raise AuditTrailError(f"no trail at {root}: the directory does not exist")
-    return AuditTrailReader(root_path=root, storage_options=_storage_options(args))
+    """A reader of an existing trail; a root that holds none is an error."""
+    return AuditTrailReader(root_path=_root(args), storage_options=_storage_options(args))
 
 
 def _report_damage(report: ReadReport) -> None:
@@ -313,8 +328,8 @@ def _event_from_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def _event_from_stdin() -> dict[str, Any]:
     try:
-        fields = json.loads(sys.stdin.read())
-    except json.JSONDecodeError as exc:
+        fields = _strict_json(sys.stdin.read())
+    except ValueError as exc:
         raise UsageError(f"stdin is not valid JSON ({exc})") from None
     if not isinstance(fields, dict):
         raise UsageError(f"stdin must hold one JSON object, got {type(fields).__name__}")
@@ -362,10 +377,11 @@ def _cmd_append(args: argparse.Namespace) -> int:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
+    domains, categories = _names("domain", args.domain), _names("category", args.category)
     reader = _open_reader(args)
     events: Iterator[AuditEvent] = reader.iter_events(
-        domains=_names("domain", args.domain),
-        categories=_names("category", args.category),
+        domains=domains,
+        categories=categories,
         model_names=args.model_name or None,
         min_event_id=args.min_id,
         max_event_id=args.max_id,
@@ -382,10 +398,14 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    domain, category = (
+        validate_name("domain", args.domain),
+        validate_name("category", args.category),
+    )
     reader = _open_reader(args)
     result = AuditReplayer(reader=reader, key_field=args.key_field).reconstruct_state(
-        domain=validate_name("domain", args.domain),
-        category=validate_name("category", args.category),
+        domain=domain,
+        category=category,
         model_names=args.model_name or None,
         max_event_id=args.max_id,
     )
@@ -516,19 +536,50 @@ def _demo_start(root: str, storage_options: dict[str, Any]) -> tuple[Records, in
                 f"refusing to write the demo into {root}: the directory is not empty and is "
                 "not a trailstore trail; pass --root with a new or empty directory"
             )
-    reader = AuditTrailReader(root_path=root, storage_options=storage_options)
+    reader = AuditTrailReader(root_path=root, storage_options=storage_options, allow_empty=True)
     foreign = [str(stream) for stream in reader.streams() if stream not in WORKLOAD_STREAMS]
     if foreign:
         raise UsageError(
             f"refusing to write the demo into {root}: it is a trail with streams the demo "
             f"does not write ({', '.join(foreign)}); pass --root with a new or empty directory"
         )
-    replayer = AuditReplayer(reader=reader)
+    replayer = AuditReplayer(reader=reader, key_field=WORKLOAD_KEY_FIELD)
     records: Records = {
         stream: replayer.reconstruct_state(domain=stream.domain, category=stream.category).state
         for stream in WORKLOAD_STREAMS
     }
     return records, reader.backend.last_event_id()
+
+
+def _program() -> str:
+    """This program as the user can run it again from here: ``trailstore`` when that is on
+    ``PATH``, else the path it was started by (``.venv/bin/trailstore``) or ``python -m``."""
+    started = sys.argv[0]
+    if os.path.basename(started) == "trailstore":
+        on_path = shutil.which("trailstore")
+        if on_path is not None and os.path.samefile(on_path, started):
+            return "trailstore"
+        return shlex.quote(_runnable_path(started))
+    return f"{shlex.quote(_runnable_path(sys.executable))} -m trailstore"
+
+
+def _runnable_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it, else absolute."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    if relative.startswith(os.pardir):
+        return absolute
+    return relative if os.sep in relative else os.path.join(os.curdir, relative)
+
+
+def _option_flags(storage_options: dict[str, Any]) -> list[str]:
+    """``--storage-option`` flags that give back ``storage_options`` when parsed."""
+    flags = []
+    for key, value in storage_options.items():
+        plain = isinstance(value, str) and _storage_option(f"{key}={value}") == (key, value)
+        text = f"{key}={value}" if plain else f"{key}={json.dumps(value)}"
+        flags += ["--storage-option", shlex.quote(text)]
+    return flags
 
 
 def _live(state: State) -> State:
@@ -577,7 +628,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{count} {operation}s" for operation, count in found.items())
     _print(f"query: {sum(found.values())} events since #{first}: {counts}")
 
-    replayer = AuditReplayer(reader=reader)
+    replayer = AuditReplayer(reader=reader, key_field=WORKLOAD_KEY_FIELD)
     mismatched = []
     for stream in WORKLOAD_STREAMS:
         result = replayer.reconstruct_state(domain=stream.domain, category=stream.category)
@@ -597,11 +648,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"{time.perf_counter() - began:.2f} s elapsed"
     )
     _report_damage(reader.report)
-    prefix = f"trailstore --root {shlex.quote(root)}"
+    prefix = " ".join([_program(), "--root", shlex.quote(root), *_option_flags(storage_options)])
     _print(
         f"try: {prefix} stats\n"
         f"     {prefix} query --domain shop --category orders --limit 3\n"
-        f"     {prefix} replay --domain hr --category employees --indent 2"
+        f"     {prefix} replay --domain hr --category employees --key-field id --indent 2"
     )
     return EXIT_FAILED if mismatched else EXIT_OK
 
@@ -679,6 +730,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=_FORMATTER,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_trail_options(parser, "")
     common = argparse.ArgumentParser(add_help=False)
     _add_trail_options(common, "sub_")
@@ -759,18 +811,22 @@ def build_parser() -> argparse.ArgumentParser:
         common,
         "rebuild the records of one stream",
         "Fold one stream's events into the records they describe and print the result as JSON: "
-        '{"state": {MODEL: {KEY: RECORD}}, "last_event_id": N, "applied_events": N}.',
-        "  trailstore replay --domain shop --category orders --indent 2\n"
+        '{"state": {MODEL: RECORD}, "last_event_id": N, "applied_events": N}; with --key-field '
+        "the state is {MODEL: {KEY: RECORD}}.",
+        "  trailstore replay --domain shop --category orders --key-field id --indent 2\n"
         "  trailstore replay --domain billing --category invoices --model-name Invoice "
         "--max-id 500\n"
-        "  trailstore replay --domain hr --category employees | jq '.state.Employee | length'",
+        "  trailstore replay --domain hr --category employees --key-field id "
+        "| jq '.state.Employee | length'",
     )
     replay.add_argument("--domain", required=True, help="domain of the stream")
     replay.add_argument("--category", required=True, help="category of the stream")
     replay.add_argument("--model-name", action="append", help="only this model (repeatable)")
     replay.add_argument("--max-id", type=_natural, metavar="ID", help="replay up to this event_id")
     replay.add_argument(
-        "--key-field", default="id", help="record field that identifies a record (default: id)"
+        "--key-field",
+        help="tell records apart by this payload field: the state is then "
+        "{MODEL: {KEY: RECORD}} (default: the model name identifies the record)",
     )
     replay.add_argument("--indent", type=_natural, metavar="N", help="pretty-print the JSON")
 
