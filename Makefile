@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 LINT_PATHS := src tests backends/s3 benchmarks
 
-.PHONY: setup demo test test-all lint bench bench-quick clean
+FLOOR_VENV := .venv-floor
+
+.PHONY: setup demo test test-all test-floor lint bench bench-quick clean
 
 $(INSTALLED): pyproject.toml backends/s3/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +31,13 @@ test: lint  ## lint, then every test except those marked slow
 test-all: lint  ## lint, then every test including the slow ones
 	$(BIN)/pytest
 
+test-floor:  ## the S3 and core tests on the lowest declared versions of every dependency
+	rm -rf $(FLOOR_VENV)
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOOR_VENV)/bin/python -m pip install --quiet -c .ci/floors.txt -e '.[dev]' -e backends/s3
+	$(FLOOR_VENV)/bin/pytest -m "not slow" -p no:cacheprovider
+
 bench: $(INSTALLED)  ## the full benchmark harness (results in benchmarks/results/)
 	$(BIN)/python -m benchmarks
 
@@ -36,4 +45,4 @@ bench-quick: $(INSTALLED)  ## a smoke run of the harness in under a minute
 	$(BIN)/python -m benchmarks --quick --out benchmarks/results/quick
 
 clean:
-	rm -rf $(VENV) trailstore-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOOR_VENV) trailstore-demo .pytest_cache .mypy_cache .ruff_cache

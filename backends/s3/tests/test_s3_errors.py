@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from conftest import BUCKET, free_port, options_for
+from trailstore_s3 import store
 from trailstore_s3.backend import S3Backend
 from trailstore_s3.layout import TrailLocation
 from trailstore_s3.store import translate_error
@@ -112,3 +113,25 @@ def test_storage_options_reach_s3fs_untouched(s3_endpoint: str, fresh_trail_url:
         assert writer.append_event(**sample_event(0)).event_id == 1
     reader = AuditTrailReader(root_path=fresh_trail_url, storage_options=options)
     assert [event.event_id for event in reader.iter_events()] == [1]
+
+
+@pytest.mark.parametrize(
+    ("lacking", "named"),
+    [({"IfMatch"}, "IfMatch"), ({"IfMatch", "IfNoneMatch"}, "IfMatch, IfNoneMatch")],
+    ids=["botocore-1.35.2-to-1.35.68", "botocore-before-1.35.2"],
+)
+def test_a_client_too_old_for_conditional_writes_is_reported_as_such(
+    monkeypatch: pytest.MonkeyPatch, fresh_trail_url: str, lacking: set[str], named: str
+) -> None:
+    """The PutObject model of an older botocore, which would refuse (raw client) or silently
+    drop (s3fs API) the conditions, is refused before any request."""
+    older = store.put_object_parameters() - lacking
+    monkeypatch.setattr(store, "put_object_parameters", lambda: older)
+    with pytest.raises(ConfigurationError, match=rf"too old for trailstore-s3.*lacks {named}"):
+        AuditTrailWriter(root_path=fresh_trail_url, storage_options={"anon": True})
+    with pytest.raises(ConfigurationError, match=r"upgrade to botocore>=1\.35\.74"):
+        AuditTrailReader(root_path=fresh_trail_url, storage_options={"anon": True})
+
+
+def test_the_installed_client_knows_conditional_puts() -> None:
+    assert store.put_object_parameters() >= store.CONDITIONAL_PUT_PARAMETERS

@@ -10,14 +10,17 @@ naming the trail URL.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import botocore
 import botocore.exceptions
+import botocore.session
 import s3fs
 from fsspec.asyn import sync
 
-from trailstore.errors import ConflictError, StorageError
+from trailstore.errors import ConfigurationError, ConflictError, StorageError
 from trailstore_s3.layout import TrailLocation
 
 T = TypeVar("T")
@@ -32,10 +35,35 @@ _DENIED_CODES = frozenset(
 )
 
 
+#: the PutObject parameters the protocol relies on, and the first botocore that knows both
+CONDITIONAL_PUT_PARAMETERS = frozenset({"IfMatch", "IfNoneMatch"})
+BOTOCORE_FLOOR = "1.35.74"
+
+
+@functools.cache
+def put_object_parameters() -> frozenset[str]:
+    """The PutObject parameters the installed botocore knows (its S3 model, read once)."""
+    model = botocore.session.get_session().get_service_model("s3")
+    return frozenset(model.operation_model("PutObject").input_shape.members)
+
+
+def require_conditional_puts() -> None:
+    """Refuse a botocore too old to send ``If-Match``/``If-None-Match``: it would reject every
+    conditional PUT (and the s3fs API would silently drop the condition)."""
+    missing = CONDITIONAL_PUT_PARAMETERS - put_object_parameters()
+    if missing:
+        raise ConfigurationError(
+            f"botocore {botocore.__version__} is too old for trailstore-s3: its PutObject "
+            f"lacks {', '.join(sorted(missing))}, which conditional writes need; upgrade to "
+            f"botocore>={BOTOCORE_FLOOR} (aiobotocore>=2.16.0, s3fs>=2024.12.0)"
+        )
+
+
 class ObjectStore:
     """The objects of one trail location, read and written with explicit preconditions."""
 
     def __init__(self, location: TrailLocation, storage_options: Mapping[str, Any]) -> None:
+        require_conditional_puts()
         self.location = location
         self._fs = s3fs.S3FileSystem(**storage_options)
 
