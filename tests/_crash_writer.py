@@ -27,7 +27,8 @@ from typing import Any
 
 from trailstore import AuditTrailWriter
 from trailstore.backends import local
-from trailstore.encoding import encode_body, render_line
+from trailstore.encoding import encode_body
+from trailstore.lines import render_line
 
 STREAMS = [("shop", "orders"), ("shop", "refunds"), ("billing", "invoices")]
 OUT = sys.stdout.fileno()
@@ -68,13 +69,15 @@ def _reporting_allocate(original: Any) -> Any:
 def _fields(rng: random.Random, limit: int) -> dict[str, Any]:
     domain, category = rng.choice(STREAMS)
     size = limit + 50 if rng.random() < 0.02 else rng.randint(0, limit // 5)
+    operation = rng.choice(["create", "update", "delete"])
+    record = {"n": rng.randint(0, 10**9), "pad": "x" * size}
     return {
         "domain": domain,
         "category": category,
         "model_name": "Order",
-        "operation": rng.choice(["create", "update", "delete"]),
+        "operation": operation,
         "logical_user_id": f"pid-{os.getpid()}",
-        "payload": {"after": {"n": rng.randint(0, 10**9), "pad": "x" * size}},
+        "payload": {"before" if operation == "delete" else "after": record},
     }
 
 

@@ -180,6 +180,23 @@ def test_query_prints_segment_lines_verbatim(
     assert sorted(out.splitlines()) == sorted(segment_lines(trail))
 
 
+def test_query_prints_lines_of_the_original_writer_byte_for_byte(
+    trail: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    original = (
+        '{"timestamp":1767225600.5,"event_id":10,"domain":"shop","category":"orders",'
+        '"model_name":"Order","operation":"update","logical_user_id":"legacy",'
+        '"payload":{"delta":{"rate":{"old":1e-05,"new":1E+300}}}}'
+    )
+    with (trail / "shop" / "orders" / "audit-000001.jsonl").open("a") as segment:
+        segment.write(original + "\n")
+
+    code, out, err = run(capsys, "--root", str(trail), "query", "--min-id", "9")
+
+    assert (code, err) == (0, "")
+    assert out.splitlines()[-1] == original
+
+
 def test_query_summarises_damage_on_stderr(trail: Path, capsys: pytest.CaptureFixture[str]) -> None:
     segment = trail / "shop" / "orders" / "audit-000001.jsonl"
     with segment.open("a") as out:

@@ -30,7 +30,8 @@ from trailstore import AuditTrailReader, AuditTrailWriter
 from trailstore.backend import parse_segment_name
 from trailstore.backends import local
 from trailstore.backends.local import LocalBackend
-from trailstore.encoding import decode_line, line_event_id
+from trailstore.encoding import decode_line
+from trailstore.lines import line_event_id
 from trailstore.testing import sample_event
 
 CHILD = Path(__file__).with_name("_crash_writer.py")

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from trailstore import AuditTrailWriter, InvalidEventError
-from trailstore.encoding import decode_line, encode_body, line_event_id, render_line
+from trailstore.encoding import decode_line, encode_body
 from trailstore.events import AuditEvent, AuditOperation, AuditPayload
+from trailstore.lines import line_event_id, render_line
 from trailstore.testing import sample_event
 
 json_values = st.recursive(

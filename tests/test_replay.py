@@ -38,6 +38,8 @@ ORIGINAL_TRAIL = [
     # a delete followed by a re-create of the same record
     _line(6, "Account:2", "create", {"after": {"id": 2, "plan": "free", "seats": 1}}),
     _line(7, "Account:1", "update", {"delta": {"vat": {"old": 1, "removed": True}}}),
+    # a create that names only 'before' (the writer here refuses to write one): the record
+    _line(8, "Account:3", "create", {"before": {"id": 3, "plan": "free"}}),
 ]
 
 
@@ -47,7 +49,7 @@ def original_trail(tmp_path: Path) -> Path:
     stream.mkdir(parents=True)
     (stream / "audit-000001.jsonl").write_text("".join(line + "\n" for line in ORIGINAL_TRAIL[:4]))
     (stream / "audit-000002.jsonl").write_text("".join(line + "\n" for line in ORIGINAL_TRAIL[4:]))
-    (tmp_path / "index.json").write_text(json.dumps({"last_event_id": 7}))
+    (tmp_path / "index.json").write_text(json.dumps({"last_event_id": 8}))
     return tmp_path
 
 
@@ -62,8 +64,9 @@ def test_the_model_name_identifies_the_record(original_trail: Path) -> None:
     assert result.state == {
         "Account:1": {"id": 1, "plan": "team", "seats": 3},
         "Account:2": {"id": 2, "plan": "free", "seats": 1},
+        "Account:3": {"id": 3, "plan": "free"},
     }
-    assert (result.last_event_id, result.applied_events) == (7, 7)
+    assert (result.last_event_id, result.applied_events) == (8, 8)
 
 
 def test_replay_up_to_an_id_stops_there(original_trail: Path) -> None:

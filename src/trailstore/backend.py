@@ -46,9 +46,14 @@ def segment_name(number: int) -> str:
 
 
 def parse_segment_name(name: str) -> int | None:
-    """Segment number of a file name, or ``None`` if it is not a segment."""
+    """Segment number of a file name, or ``None`` if it is not a segment: only the exact
+    name ``segment_name`` gives counts (``audit-0000001.jsonl`` is a foreign file, not an
+    alias of segment 1)."""
     match = SEGMENT_PATTERN.fullmatch(name)
-    return int(match.group(1)) if match else None
+    if match is None:
+        return None
+    number = int(match.group(1))
+    return number if segment_name(number) == name else None
 
 
 def plan_rotation(

@@ -20,7 +20,7 @@ import shutil
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from trailstore import __version__
 from trailstore.backend import INDEX_NAME, Durability
 from trailstore.demo import WORKLOAD_KEY_FIELD, WORKLOAD_STREAMS, Records, Workload
-from trailstore.encoding import encode_body, render_line
+from trailstore.encoding import encode_body
 from trailstore.errors import (
     AuditTrailError,
     BackendNotFoundError,
@@ -38,6 +38,7 @@ from trailstore.errors import (
     InvalidNameError,
 )
 from trailstore.events import AuditEvent, AuditOperation, AuditPayload
+from trailstore.lines import render_line
 from trailstore.names import validate_name
 from trailstore.reader import AuditTrailReader, ReadReport
 from trailstore.registry import local_path, url_scheme
@@ -90,6 +91,18 @@ def _write(text: str) -> None:
 
 def _print(text: str) -> None:
     _write(text + "\n")
+
+
+def _write_lines(lines: Iterable[bytes]) -> None:
+    """Write stored lines to stdout as the bytes they are (no re-encoding)."""
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    try:
+        for line in lines:
+            out.write(line)
+        out.flush()
+    except BrokenPipeError as exc:
+        raise _StdoutClosed from exc
 
 
 def _flush() -> None:
@@ -379,7 +392,7 @@ def _cmd_append(args: argparse.Namespace) -> int:
 def _cmd_query(args: argparse.Namespace) -> int:
     domains, categories = _names("domain", args.domain), _names("category", args.category)
     reader = _open_reader(args)
-    events: Iterator[AuditEvent] = reader.iter_events(
+    lines: Iterator[bytes] = reader.iter_lines(
         domains=domains,
         categories=categories,
         model_names=args.model_name or None,
@@ -389,10 +402,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
         max_timestamp=args.until,
     )
     if args.limit is not None:
-        events = itertools.islice(events, args.limit)
-    for event in events:
-        _write(_event_line(event))
-    _flush()
+        lines = itertools.islice(lines, args.limit)
+    _write_lines(lines)
     _report_damage(reader.report)
     return EXIT_OK
 

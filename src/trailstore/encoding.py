@@ -8,17 +8,23 @@ from pydantic_core import PydanticSerializationError
 
 from trailstore.errors import InvalidEventError
 from trailstore.events import AuditEvent
+from trailstore.lines import MAX_LINE_BYTES
 
-_ID_PREFIX = b'{"event_id":'
 _SERIALIZER = AuditEvent.__pydantic_serializer__
+_VALIDATE_JSON = AuditEvent.__pydantic_validator__.validate_json
+#: a body shorter than this cannot hold an integer too long to read back (4,300 digits)
+_PLAIN_BYTES = 4096
+#: a body with fewer ``[`` and ``{`` cannot be nested too deep to read back (200 levels)
+_PLAIN_NESTING = 128
 
 
 def encode_body(event: AuditEvent) -> bytes:
     """Serialise ``event`` whose ID is not yet known; ``render_line`` puts the real ID in.
 
-    The models only admit plain JSON values, so this fails only for text that cannot be
-    encoded (lone surrogates); that raises ``InvalidEventError``. Non-ASCII text is escaped;
-    the common all-ASCII event is serialised once.
+    The models only admit plain JSON values; ``InvalidEventError`` is left for text that
+    cannot be encoded (lone surrogates), an event longer than ``MAX_LINE_BYTES``, and one the
+    reader would not give back equal. Non-ASCII text is escaped; the common all-ASCII event is
+    serialised once.
     """
     try:
         body = _SERIALIZER.to_json(event, exclude_none=True)
@@ -28,7 +34,31 @@ def encode_body(event: AuditEvent) -> bytes:
                 _reject_lone_surrogates(event)
     except (PydanticSerializationError, UnicodeError) as exc:
         raise InvalidEventError(f"event is not JSON-serialisable: {exc}") from exc
+    if len(body) > _PLAIN_BYTES or body.count(b"[") + body.count(b"{") > _PLAIN_NESTING:
+        if len(body) > MAX_LINE_BYTES - 32:  # room for the real ID
+            raise InvalidEventError(
+                f"event is {len(body):,} bytes serialised; the limit is {MAX_LINE_BYTES:,}"
+            )
+        _require_readable(event, body)
     return body
+
+
+def _require_readable(event: AuditEvent, body: bytes) -> None:
+    """Refuse a body the reader would not give back equal (nested deeper than its parser goes,
+    or an integer longer than Python converts); only large or deeply bracketed bodies, which
+    alone can be such, pay for this second parse."""
+    try:
+        readable = _VALIDATE_JSON(body) == event
+    except ValueError as exc:  # pydantic's ValidationError is one
+        raise InvalidEventError(f"event would not read back: {_summary(exc)}") from exc
+    if not readable:
+        raise InvalidEventError("event would not read back equal to what was appended")
+
+
+def _summary(error: Exception) -> str:
+    """pydantic's report without its header line and the documentation link."""
+    lines = str(error).splitlines()
+    return " ".join(lines[1:3]).strip() if len(lines) > 1 else str(error)
 
 
 def _reject_lone_surrogates(event: AuditEvent) -> None:
@@ -40,28 +70,7 @@ def _reject_lone_surrogates(event: AuditEvent) -> None:
     json.dumps(event.model_dump(), ensure_ascii=False).encode("utf-8")
 
 
-def render_line(event_id: int, body: bytes) -> bytes:
-    """Give an encoded body (whose first field is its placeholder ``event_id``) its real ID."""
-    return b"%s%d,%s\n" % (_ID_PREFIX, event_id, body[body.index(b",") + 1 :])
-
-
 def decode_line(line: bytes) -> AuditEvent:
     """Parse one line; raises ``ValueError`` (incl. pydantic's) if it is not a valid event."""
-    return AuditEvent.model_validate_json(line)
-
-
-def line_event_id(line: bytes) -> int | None:
-    """Read the ``event_id`` of a line written by any version, without a full parse.
-
-    Returns ``None`` for anything else, however hostile (deep nesting, thousands of digits).
-    """
-    try:
-        if line.startswith(_ID_PREFIX):
-            end = line.find(b",", len(_ID_PREFIX))
-            digits = line[len(_ID_PREFIX) : end]
-            if end > 0 and digits.isdigit():
-                return int(digits)
-        value = json.loads(line).get("event_id")
-    except (ValueError, AttributeError, RecursionError):
-        return None
-    return value if isinstance(value, int) else None
+    event: AuditEvent = _VALIDATE_JSON(line)
+    return event

@@ -33,12 +33,14 @@ class AuditOperation(StrEnum):
 
 #: payload values must be plain JSON: no NaN/Infinity, bytes, datetimes, tuples or non-str keys
 _STRICT_JSON = ConfigDict(allow_inf_nan=False)
+#: and a payload holds only its own keys: a misspelt or foreign key is an error, never dropped
+_STRICT_PAYLOAD = ConfigDict(allow_inf_nan=False, extra="forbid")
 
 
 class AuditFieldChange(BaseModel):
     """The change of one field in an update; ``removed`` marks a field that no longer exists."""
 
-    model_config = _STRICT_JSON
+    model_config = _STRICT_PAYLOAD
 
     old: JsonValue = None
     new: JsonValue = None
@@ -58,7 +60,7 @@ def _as_dict(record: Record) -> dict[str, Any]:
 class AuditPayload(BaseModel):
     """The record before and after the operation, and the per-field delta of an update."""
 
-    model_config = _STRICT_JSON
+    model_config = _STRICT_PAYLOAD
 
     before: dict[str, JsonValue] | None = None
     after: dict[str, JsonValue] | None = None

@@ -12,13 +12,35 @@ from enum import Enum
 from typing import Any
 
 from trailstore.backend import Backend, StreamKey
-from trailstore.encoding import line_event_id
+from trailstore.encoding import decode_line
 from trailstore.errors import ConfigurationError, TrailNotFoundError
 from trailstore.events import AuditEvent, unix_seconds
+from trailstore.lines import line_event_id
 from trailstore.registry import open_backend
 
 log = logging.getLogger("trailstore")
-_validate_json = AuditEvent.__pydantic_validator__.validate_json
+#: an event and its line as stored
+_Read = tuple[AuditEvent, bytes]
+
+
+def _event_id_of(read: _Read) -> int:
+    return read[0].event_id
+
+
+def _fill(gaps: list[list[int]], event_id: int) -> bool:
+    """Take ``event_id`` out of the gap that holds it; False if none does (a duplicate)."""
+    for position, (first, last) in enumerate(gaps):
+        if first <= event_id <= last:
+            if first == last:
+                del gaps[position]
+            elif event_id == first:
+                gaps[position][0] += 1
+            elif event_id == last:
+                gaps[position][1] -= 1
+            else:
+                gaps[position : position + 1] = [[first, event_id - 1], [event_id + 1, last]]
+            return True
+    return False
 
 
 @dataclass
@@ -28,6 +50,8 @@ class ReadReport:
     malformed_lines: int = 0
     torn_lines: int = 0
     missing_segments: int = 0
+    #: stream directories whose segments could not be listed (permissions)
+    unreadable_streams: int = 0
     #: inclusive ``(first, last)`` ranges of IDs missing from a scan of every stream
     gaps: list[tuple[int, int]] = field(default_factory=list)
     duplicate_ids: int = 0
@@ -36,7 +60,7 @@ class ReadReport:
     def clean(self) -> bool:
         """True when nothing was skipped, missing or duplicated."""
         damage = self.malformed_lines or self.torn_lines or self.missing_segments
-        return not (damage or self.gaps or self.duplicate_ids)
+        return not (damage or self.unreadable_streams or self.gaps or self.duplicate_ids)
 
 
 def _names(values: Collection[str] | str | None) -> frozenset[str] | None:
@@ -129,13 +153,32 @@ class AuditTrailReader:
         Timestamps are Unix seconds or datetimes (naive ones are UTC). When every stream is
         read, missing and duplicate IDs are added to ``report``.
         """
-        earliest = _seconds("min_timestamp", min_timestamp)
-        latest = _seconds("max_timestamp", max_timestamp)
-        return self._iter_events(
-            domains, categories, model_names, min_event_id, max_event_id, earliest, latest
-        )
+        scan = self._scan(
+            domains, categories, model_names, min_event_id, max_event_id,
+            _seconds("min_timestamp", min_timestamp), _seconds("max_timestamp", max_timestamp),
+        )  # fmt: skip
+        return (event for event, _ in scan)
 
-    def _iter_events(
+    def iter_lines(
+        self,
+        *,
+        domains: Collection[str] | str | None = None,
+        categories: Collection[str] | str | None = None,
+        model_names: Collection[str] | str | None = None,
+        min_event_id: int | None = None,
+        max_event_id: int | None = None,
+        min_timestamp: float | datetime | None = None,
+        max_timestamp: float | datetime | None = None,
+    ) -> Iterator[bytes]:
+        """Like ``iter_events``, but yield each event's line exactly as stored (``\\n``
+        ended): another writer's key order and number spelling are kept, byte for byte."""
+        scan = self._scan(
+            domains, categories, model_names, min_event_id, max_event_id,
+            _seconds("min_timestamp", min_timestamp), _seconds("max_timestamp", max_timestamp),
+        )  # fmt: skip
+        return (line for _, line in scan)
+
+    def _scan(
         self,
         domains: Collection[str] | str | None,
         categories: Collection[str] | str | None,
@@ -144,7 +187,7 @@ class AuditTrailReader:
         max_event_id: int | None,
         min_timestamp: float | None,
         max_timestamp: float | None,
-    ) -> Iterator[AuditEvent]:
+    ) -> Iterator[_Read]:
         wanted_domains, wanted_categories = _names(domains), _names(categories)
         wanted_models = _names(model_names)
         whole_trail = wanted_domains is None and wanted_categories is None
@@ -156,42 +199,51 @@ class AuditTrailReader:
             if (wanted_domains is None or stream.domain in wanted_domains)
             and (wanted_categories is None or stream.category in wanted_categories)
         ]
-        merged: Iterator[AuditEvent] = heapq.merge(*per_stream, key=lambda e: e.event_id)
+        merged: Iterator[_Read] = heapq.merge(*per_stream, key=_event_id_of)
         if whole_trail:
             if max_event_id is not None:
                 allocated = min(allocated, max_event_id)
             merged = self._checking_sequence(merged, min_event_id or 1, allocated)
-        for event in merged:
+        for read in merged:
+            event = read[0]
             if wanted_models is not None and event.model_name not in wanted_models:
                 continue
             if min_timestamp is not None and event.timestamp < min_timestamp:
                 continue
             if max_timestamp is not None and event.timestamp > max_timestamp:
                 continue
-            yield event
+            yield read
 
     def _checking_sequence(
-        self, events: Iterator[AuditEvent], expected: int, allocated: int
-    ) -> Iterator[AuditEvent]:
-        """Pass ``events`` through, recording gaps and duplicates in the ID sequence.
+        self, reads: Iterator[_Read], expected: int, allocated: int
+    ) -> Iterator[_Read]:
+        """Pass ``reads`` through, recording gaps and duplicates in the ID sequence.
 
         ``allocated`` is the counter when the scan began: every ID up to it was written by
         then, so it is checked. Later IDs are passed through unchecked: streams are read one
         after another while writers go on, so a stream read early lacks what was written since.
+        An ID below the highest seen so far is a duplicate, unless it fills a gap (an ID that
+        was out of order, e.g. in a foreign segment): exact, in memory bounded by the gaps.
         """
         previous = expected - 1
-        for event in events:
-            event_id = event.event_id
-            if event_id <= allocated:
-                if event_id == previous:
-                    self.report.duplicate_ids += 1
-                    log.warning("event_id %d appears more than once", previous)
-                elif event_id > previous + 1:
-                    self._record_gap(previous + 1, event_id - 1)
-                previous = max(previous, event_id)
-            yield event
-        if allocated > previous:
-            self._record_gap(previous + 1, allocated)
+        gaps: list[list[int]] = []  # [first, last] ranges, ascending
+        try:
+            for read in reads:
+                event_id = read[0].event_id
+                if event_id <= allocated:
+                    if event_id > previous:
+                        if event_id > previous + 1:
+                            gaps.append([previous + 1, event_id - 1])
+                        previous = event_id
+                    elif not _fill(gaps, event_id):
+                        self.report.duplicate_ids += 1
+                        log.warning("event_id %d appears more than once", event_id)
+                yield read
+            if allocated > previous:
+                gaps.append([previous + 1, allocated])
+        finally:
+            for first, last in gaps:
+                self._record_gap(first, last)
 
     def _record_gap(self, first: int, last: int) -> None:
         self.report.gaps.append((first, last))
@@ -201,8 +253,13 @@ class AuditTrailReader:
 
     def _stream_events(
         self, stream: StreamKey, min_event_id: int | None, max_event_id: int | None
-    ) -> Iterator[AuditEvent]:
-        numbers = self.backend.list_segments(stream)
+    ) -> Iterator[_Read]:
+        try:
+            numbers = self.backend.list_segments(stream)
+        except OSError as exc:  # unlistable (permissions), or replaced by a file
+            self.report.unreadable_streams += 1
+            log.warning("cannot list the segments of stream %s: %s", stream, exc)
+            return
         if min_event_id is None and max_event_id is None:
             for number in numbers:
                 yield from self._events(stream, number, self._lines(stream, number))
@@ -215,14 +272,12 @@ class AuditTrailReader:
             if window.passed:
                 return
 
-    def _events(
-        self, stream: StreamKey, number: int, lines: Iterator[bytes]
-    ) -> Iterator[AuditEvent]:
+    def _events(self, stream: StreamKey, number: int, lines: Iterator[bytes]) -> Iterator[_Read]:
         """Parse ``lines``; the damaged ones are counted and logged, never fatal."""
         domain, category = stream
         for line in lines:
             try:
-                event: AuditEvent | None = _validate_json(line)
+                event: AuditEvent | None = decode_line(line)
             except ValueError:  # pydantic's ValidationError is one
                 event = None
             if (
@@ -231,7 +286,7 @@ class AuditTrailReader:
                 and event.domain == domain
                 and event.category == category
             ):
-                yield event
+                yield event, line
             else:
                 self._report_damage(stream, number, line, event)
 

@@ -6,6 +6,7 @@ import functools
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
@@ -77,12 +78,14 @@ class AuditTrailWriter:
         self._storage_options = dict(storage_options or {})
         self._flush_interval = float(flush_interval)
         self._flush_max_events = flush_max_events
+        self._fork_lock = threading.Lock()
         self._open_storage()
         self._closed = False
+        _LIVE_WRITERS.add(self)
 
     def _open_storage(self) -> None:
-        """Open the backend and the committer of this process."""
-        self._pid = os.getpid()
+        """Open the backend and the committer of this process (``_pid`` is set last: a thread
+        that sees it set to this process finds the committer ready)."""
         self._backend = open_backend(self.root_path, **self._storage_options)
         try:
             self._backend.open_for_writing()
@@ -101,6 +104,7 @@ class AuditTrailWriter:
             self._committer = GroupCommitter(
                 self._backend, self.max_file_size_bytes, sync=self.durability is Durability.FSYNC
             )
+        self._pid = os.getpid()
 
     def append_event(
         self,
@@ -148,25 +152,37 @@ class AuditTrailWriter:
         if self._closed:
             raise WriterClosedError(f"writer for {self.root_path} is closed")
         if os.getpid() != self._pid:
-            self._reopen_after_fork()
+            with self._fork_lock:  # the first appends of a child's threads race to reopen
+                if os.getpid() != self._pid:
+                    self._reopen_after_fork()
         self._committer.submit(prepared)
 
     def _reopen_after_fork(self) -> None:
         """In a child process, the inherited handles, locks and unflushed events belong to the
         parent: drop them without touching the parent's lock, and open the trail afresh."""
+        self._let_go_of_the_parents()
+        self._open_storage()
+
+    def _let_go_of_the_parents(self) -> None:
+        """Forget what this process inherited through ``fork()``: the parent's pending events
+        stay the parent's, and its lock is never released from here."""
         self._committer.abandon()
         self._backend.abandon()
-        self._open_storage()
 
     def flush(self) -> None:
         """Make every event appended so far durable (matters in ``batch`` mode)."""
-        self._committer.flush()
+        if os.getpid() == self._pid:  # a forked child that never appended has nothing pending
+            self._committer.flush()
 
     def close(self) -> None:
         """Flush, write the final ``index.json`` and release the trail. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        _LIVE_WRITERS.discard(self)
+        if os.getpid() != self._pid:  # inherited and never used here: nothing of ours to close
+            self._let_go_of_the_parents()
+            return
         try:
             self._committer.close()
         finally:
@@ -182,6 +198,21 @@ class AuditTrailWriter:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+#: open writers, so that a forked child can drop what it inherited from each at once
+_LIVE_WRITERS: weakref.WeakSet[AuditTrailWriter] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """In a new child: fresh reopen locks (a parent thread may have held one at the fork) and
+    the parent's pending events disowned, so an exit of the child never flushes them."""
+    for writer in list(_LIVE_WRITERS):
+        writer._fork_lock = threading.Lock()
+        writer._committer.abandon()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -223,4 +254,16 @@ def _prepare(
         )
     except ValidationError as exc:
         raise InvalidEventError(f"invalid audit event: {exc}") from exc
+    if event.payload is not None:
+        _require_fitting_payload(event.operation, event.payload)
     return PreparedEvent(stream, event, encode_body(event))
+
+
+def _require_fitting_payload(operation: AuditOperation, payload: AuditPayload) -> None:
+    """A payload must say what its operation did: what was created, deleted or changed."""
+    if operation is AuditOperation.CREATE and payload.after is None:
+        raise InvalidEventError("a create payload needs 'after', the record as created")
+    if operation is AuditOperation.DELETE and payload.before is None:
+        raise InvalidEventError("a delete payload needs 'before', the record as deleted")
+    if operation is AuditOperation.UPDATE and payload.after is None and payload.delta is None:
+        raise InvalidEventError("an update payload needs 'delta' (the changes) or 'after'")

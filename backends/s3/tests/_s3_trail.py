@@ -8,8 +8,9 @@ from typing import Any
 from trailstore_s3.backend import S3Backend
 
 from trailstore import AuditTrailReader
-from trailstore.encoding import decode_line, encode_body, render_line
+from trailstore.encoding import decode_line, encode_body
 from trailstore.events import AuditEvent
+from trailstore.lines import render_line
 
 
 def expected_line(event: AuditEvent) -> bytes:

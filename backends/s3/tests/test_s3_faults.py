@@ -104,13 +104,15 @@ class Appender:
 
 def _fields(rng: random.Random, n: int) -> dict[str, Any]:
     domain, category = rng.choice(STREAMS)
+    operation = rng.choice(["create", "update", "delete"])
+    record = {"n": rng.randint(0, 10**9), "pad": "x" * rng.randint(0, 300)}
     return {
         "domain": domain,
         "category": category,
         "model_name": "Order",
-        "operation": rng.choice(["create", "update", "delete"]),
+        "operation": operation,
         "logical_user_id": f"thread-{n}",
-        "payload": {"after": {"n": rng.randint(0, 10**9), "pad": "x" * rng.randint(0, 300)}},
+        "payload": {"before" if operation == "delete" else "after": record},
     }
 
 

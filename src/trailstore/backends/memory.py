@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trailstore.backend import Backend, CommitSession, QueueingSession, StreamKey, plan_rotation
-from trailstore.encoding import line_event_id
+from trailstore.lines import line_event_id
 
 
 @dataclass

@@ -27,8 +27,8 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from trailstore.backend import Backend, CommitSession, StreamKey
-from trailstore.encoding import line_event_id
 from trailstore.errors import AuditTrailError, ConflictError, StorageError
+from trailstore.lines import line_event_id
 from trailstore_s3.index import HeldLease, IndexState, IndexStore, OpenSegment
 from trailstore_s3.layout import TrailListing, TrailLocation
 from trailstore_s3.segments import Segments, read_objects

@@ -10,8 +10,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 
 from trailstore.backend import StreamKey
-from trailstore.encoding import line_event_id
 from trailstore.errors import ConflictError, StorageError
+from trailstore.lines import line_event_id
 from trailstore_s3.layout import SegmentObjects, TrailLocation
 from trailstore_s3.store import ObjectStore
 

@@ -21,8 +21,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from trailstore.backend import CommitSession, StreamKey, plan_rotation
-from trailstore.encoding import line_event_id
 from trailstore.errors import AuditTrailError
+from trailstore.lines import line_event_id
 from trailstore_s3.index import HeldLease, OpenSegment
 from trailstore_s3.layout import chunk_name
 
