@@ -27,11 +27,11 @@ REAL_OPEN = os.open
 REAL_WRITE = os.write
 
 
-def _disk_full(*_: Any) -> NoReturn:
+def _disk_full(*_: Any, **__: Any) -> NoReturn:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def _denied(*_: Any) -> NoReturn:
+def _denied(*_: Any, **__: Any) -> NoReturn:
     raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
 
@@ -135,52 +135,57 @@ def test_failure_in_the_second_stream_of_a_batch_rolls_back_the_first(
     _assert_clean(tmp_path, list(range(1, first_id + 4)))
 
 
-def test_failed_index_refresh_rolls_back_the_commit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_failed_index_refresh_keeps_the_commit_and_the_next_open_reconciles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """``index.json`` is a checkpoint of a counter the data already holds: failing to refresh
+    it is logged, and the append it followed stands."""
     monkeypatch.setattr(local, "INDEX_REFRESH_SECONDS", 0.0)
     with AuditTrailWriter(root_path=tmp_path) as writer:
         writer.append_event(**sample_event(0))
-        before = _snapshot(tmp_path)
         monkeypatch.setattr("trailstore.backends.local.os.replace", _disk_full)
-        with pytest.raises(StorageError):
-            writer.append_event(**sample_event(1))
-        assert _snapshot(tmp_path) == before
+        assert writer.append_event(**sample_event(1)).event_id == 2
         monkeypatch.undo()
-        assert writer.append_event(**sample_event(2)).event_id == 2
-    _assert_clean(tmp_path, [1, 2])
+        assert writer.append_event(**sample_event(2)).event_id == 3
+    assert "cannot update" in caplog.text and "No space left" in caplog.text
+    _assert_clean(tmp_path, [1, 2, 3])
 
 
-def test_failure_while_rebuilding_a_garbled_counter_is_a_storage_error(
+def test_unwritable_index_while_rebuilding_a_garbled_counter_still_rebuilds_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with AuditTrailWriter(root_path=tmp_path) as writer:
         writer.append_event(**sample_event(0))
         (tmp_path / local.LOCK_NAME).write_bytes(b"garbage")
         monkeypatch.setattr("trailstore.backends.local.os.replace", _denied)
-        with pytest.raises(StorageError, match="Permission denied"):
-            writer.append_event(**sample_event(1))
+        assert writer.append_event(**sample_event(1)).event_id == 2
         monkeypatch.undo()
-        assert writer.append_event(**sample_event(2)).event_id == 2
-    _assert_clean(tmp_path, [1, 2])
+        assert writer.append_event(**sample_event(2)).event_id == 3
+    _assert_clean(tmp_path, [1, 2, 3])
 
 
-def test_failure_at_open_and_close_is_a_storage_error(
+def test_unwritable_index_at_open_and_close_leaves_it_lagging_not_the_trail_broken(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     AuditTrailWriter(root_path=tmp_path).close()
     (tmp_path / "index.json").unlink()
     monkeypatch.setattr("trailstore.backends.local.os.replace", _disk_full)
-    with pytest.raises(StorageError, match="No space left"):
-        AuditTrailWriter(root_path=tmp_path)
-    monkeypatch.undo()
     writer = AuditTrailWriter(root_path=tmp_path)
     writer.append_event(**sample_event(0))
-    monkeypatch.setattr("trailstore.backends.local.os.replace", _disk_full)
-    with pytest.raises(StorageError, match="No space left"):
-        writer.close()
+    writer.close()
+    assert not (tmp_path / "index.json").exists()
     monkeypatch.undo()
+    AuditTrailWriter(root_path=tmp_path).close()
+    assert (tmp_path / "index.json").read_text() == '{"last_event_id": 1}'
     _assert_clean(tmp_path, [1])
+
+
+def test_failure_to_open_the_trail_is_a_storage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("trailstore.backends.local.os.open", _fail_open_of(tmp_path.name, _denied))
+    with pytest.raises(StorageError, match="Permission denied"):
+        AuditTrailWriter(root_path=tmp_path)
 
 
 def test_rollback_that_cannot_truncate_gives_up_the_ids_instead_of_reusing_them(
@@ -196,7 +201,7 @@ def test_rollback_that_cannot_truncate_gives_up_the_ids_instead_of_reusing_them(
         _disk_full()
 
     monkeypatch.setattr("trailstore.backends.local.os.write", first_line_then_disk_full)
-    monkeypatch.setattr("trailstore.backends.local.os.truncate", lambda *_: _disk_full())
+    monkeypatch.setattr("trailstore.backends.local.os.ftruncate", lambda *_: _disk_full())
     with pytest.raises(StorageError):
         writer.append_events([sample_event(1), sample_event(2)])
     monkeypatch.undo()

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from trailstore.backend import Backend, CommitSession, StreamKey
-from trailstore.encoding import render_line
 from trailstore.errors import AuditTrailError, WriterClosedError
 from trailstore.events import AuditEvent
+from trailstore.lines import render_line
 
 log = logging.getLogger("trailstore")
 
