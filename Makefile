@@ -45,4 +45,5 @@ bench-quick: $(INSTALLED)  ## a smoke run of the harness in under a minute
 	$(BIN)/python -m benchmarks --quick --out benchmarks/results/quick
 
 clean:
-	rm -rf $(VENV) $(FLOOR_VENV) trailstore-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOOR_VENV) trailstore-demo .pytest_cache .mypy_cache .ruff_cache \
+		build backends/s3/build benchmarks/results

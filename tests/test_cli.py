@@ -271,6 +271,44 @@ def test_replay_prints_what_the_replayer_computes(
     assert set(expected.state) == {"Invoice", "CreditNote"}
 
 
+def test_updates_appended_with_a_key_field_replay_by_that_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = ["--root", str(tmp_path)]
+    flags = ["--domain", "shop", "--category", "orders", "--model-name", "Order", "--user", "u"]
+    for number in (7, 8):
+        run(capsys, *root, "append", *flags, "--operation", "create", "--after",
+            json.dumps({"id": number, "total": 30}))  # fmt: skip
+    code, _, err = run(
+        capsys, *root, "append", *flags, "--operation", "update", "--key-field", "id",
+        "--before", '{"id": 7, "total": 30}', "--after", '{"id": 7, "total": 35}',
+    )  # fmt: skip
+    assert (code, err) == (0, "")
+
+    code, out, err = run(
+        capsys, *root, "replay", "--domain", "shop", "--category", "orders", "--key-field", "id"
+    )
+
+    assert (code, err) == (0, "")
+    assert json.loads(out)["state"] == {
+        "Order": {"7": {"id": 7, "total": 35}, "8": {"id": 8, "total": 30}}
+    }
+
+
+def test_replay_of_a_stream_the_trail_does_not_hold_fails(
+    trail: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys, "--root", str(trail), "replay", "--domain", "shop", "--category", "order"
+    )
+
+    assert (code, out) == (1, "")
+    assert err == (
+        f"trailstore: error: no stream shop/order in {trail} (its streams: billing/invoices, "
+        "shop/customers, shop/orders)\n"
+    )
+
+
 def test_replay_model_filter_and_key_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -505,7 +543,7 @@ STREAM_FLAGS = ["--category", "c", "--model-name", "M", "--user", "u"]
                 *("--operation", "create", "--after", '{"x": NaN}'),
             ],
             None,
-            "argument --after: invalid JSON (NaN is not JSON)\n",
+            "argument --after: invalid JSON (NaN is not JSON) (see trailstore append --help)\n",
         ),
         (
             ["append", "--stdin"],
@@ -519,7 +557,7 @@ STREAM_FLAGS = ["--category", "c", "--model-name", "M", "--user", "u"]
                 *("--before", "{}", "--after", '{"big": 1e999}'),
             ],
             None,
-            "argument --after: invalid JSON (number 1e999 is out of range)\n",
+            "argument --after: invalid JSON (number 1e999 is out of range) (see",
         ),
         (
             [
@@ -550,6 +588,7 @@ def test_bad_invocations_exit_2_with_one_clear_message(
 
     assert (code, out) == (2, "")
     assert message in err
+    assert err.count("\n") == 1, err  # one line, not a usage block
     assert "Traceback" not in err
     assert not list(tmp_path.glob("*/*/audit-*.jsonl"))  # nothing written
 

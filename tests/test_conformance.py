@@ -1,20 +1,31 @@
-"""The conformance suite on the two built-in backends."""
+"""The conformance suite and the crash kit on the two built-in backends."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import os
+import random
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from trailstore.backend import StreamKey
+from trailstore.backends import local
 from trailstore.backends.memory import memory_trail
 from trailstore.registry import open_backend
-from trailstore.testing import BackendConformance
+from trailstore.testing import BackendConformance, CrashConformance, CrashKit
 
 
-class TestLocalBackend(BackendConformance):
+def _disk_full(*_: Any) -> NoReturn:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class TestLocalBackend(BackendConformance, CrashConformance):
     @pytest.fixture
     def trail_url(self, tmp_path: Path) -> str:
         return str(tmp_path / "trail")
@@ -30,6 +41,47 @@ class TestLocalBackend(BackendConformance):
         newest = sorted((Path(trail_url) / domain / category).glob("audit-*.jsonl"))[-1]
         with open(newest, "ab") as segment:
             segment.write(data)
+
+    def plant_symlink(
+        self, trail_url: str, storage_options: dict[str, Any], relative: str, target: str
+    ) -> None:
+        link = Path(trail_url) / relative
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target)
+
+    @contextlib.contextmanager
+    def failing_writes(self, trail_url: str, storage_options: dict[str, Any]) -> Iterator[None]:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(local, "_write_all", _disk_full)
+            yield
+
+    @pytest.fixture
+    def crash_kit(self, trail_url: str, storage_options: dict[str, Any]) -> CrashKit:
+        """Writers whose segment writes are short and slow (kills land mid-line)."""
+        kit = CrashKit(trail_url, storage_options, random.Random(4))
+        kit.setup = "_crash_setup:short_writes"
+        return kit
+
+    def between_rounds(self, kit: CrashKit) -> None:
+        """Leave ``index.json`` or the counter file as a crash or an operator might. The
+        counter is kept in both, so that either alone may be lost, lag or hold garbage."""
+        root = Path(kit.url)
+        index, counter = root / "index.json", root / local.LOCK_NAME
+        highest = max(kit.acknowledged, default=0)
+        match kit.rng.choice(["keep", "lagging", "missing", "empty", "garbage", "counter"]):
+            case "lagging":
+                index.write_text(json.dumps({"last_event_id": highest // 2}))
+            case "missing":
+                index.unlink(missing_ok=True)
+            case "empty":
+                index.write_text("")
+            case "garbage":
+                index.write_bytes(b"\x00{garbage")
+            case "counter":
+                if kit.rng.random() < 0.5:
+                    counter.unlink(missing_ok=True)
+                else:
+                    counter.write_bytes(b"not a number\n")
 
 
 class TestMemoryBackend(BackendConformance):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -40,8 +41,13 @@ def test_the_package_docstring_introduces_the_library() -> None:
 @pytest.mark.slow
 def test_built_wheels_install_and_work_in_a_clean_virtualenv(tmp_path: Path) -> None:
     """Both wheels, in a virtualenv that has nothing else: the plugin resolves our core."""
-    wheels = tmp_path / "wheels"
-    for project in (REPOSITORY, REPOSITORY / "backends" / "s3"):
+    wheels, source = tmp_path / "wheels", tmp_path / "source"
+    shutil.copytree(  # built from a copy, so the checkout gets no build/ directories
+        REPOSITORY,
+        source,
+        ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "results"),
+    )
+    for project in (source, source / "backends" / "s3"):
         subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", wheels, project],
             check=True,

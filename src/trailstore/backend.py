@@ -78,12 +78,23 @@ def plan_rotation(
 
 
 class CommitSession(ABC):
-    """Exclusive right to allocate IDs and append, from ``Backend.begin`` to commit or abort."""
+    """Exclusive right to allocate IDs and append, from ``Backend.begin`` to commit or abort.
 
-    #: set when allocated IDs are returned to callers before the commit (``batch`` mode): they
-    #: must then stay spent, if the commit fails or the process dies first, rather than be
-    #: given to later events
-    ids_handed_out = False
+    With ``hand_out`` (``batch`` mode) the IDs ``allocate`` returns are handed to callers
+    before the commit: they are spent as soon as ``allocate`` returns, and a failed commit, an
+    abort or the death of the process leaves them as a reported gap, never gives them to later
+    events. Without it, IDs are spent only by a successful commit.
+
+    Before any ID can become spent (reserved durably, or written), a session calls
+    ``reserving(first, last)``: a gap the reader reports is then always one a session announced,
+    which the crash kit of ``trailstore.testing`` checks.
+    """
+
+    def __init__(self, *, hand_out: bool) -> None:
+        self.hand_out = hand_out
+
+    def reserving(self, first: int, last: int) -> None:  # noqa: B027 - a hook, empty on purpose
+        """IDs ``first..last`` are about to become spent; the default listens to nothing."""
 
     @abstractmethod
     def allocate(self, count: int) -> int:
@@ -110,7 +121,8 @@ class QueueingSession(CommitSession):
     """A session that counts IDs up from ``counter`` and keeps appended lines until commit;
     backends whose lock makes the counter theirs for the whole session build on it."""
 
-    def __init__(self, counter: int, max_segment_bytes: int) -> None:
+    def __init__(self, counter: int, max_segment_bytes: int, *, hand_out: bool) -> None:
+        super().__init__(hand_out=hand_out)
         self._start = counter
         self._end = counter
         self._max_segment_bytes = max_segment_bytes
@@ -142,8 +154,9 @@ class Backend(ABC):
         """Create the trail if needed, repair torn tails and reconcile the counter with the data."""
 
     @abstractmethod
-    def begin(self, *, max_segment_bytes: int) -> CommitSession:
-        """Start an exclusive commit session (blocks while another writer holds one)."""
+    def begin(self, *, max_segment_bytes: int, hand_out: bool = False) -> CommitSession:
+        """Start an exclusive commit session (blocks while another writer holds one); with
+        ``hand_out`` its IDs are spent once allocated (see ``CommitSession``)."""
 
     @abstractmethod
     def last_event_id(self) -> int:

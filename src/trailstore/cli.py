@@ -22,12 +22,12 @@ import textwrap
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
 from trailstore import __version__
-from trailstore.backend import INDEX_NAME, Durability
+from trailstore.backend import INDEX_NAME, Durability, StreamKey
 from trailstore.demo import WORKLOAD_KEY_FIELD, WORKLOAD_STREAMS, Records, Workload
 from trailstore.encoding import encode_body
 from trailstore.errors import (
@@ -64,6 +64,7 @@ _STDIN_EXCLUSIVE = (
     ("--request-id", "request_id"),
     ("--before", "before"),
     ("--after", "after"),
+    ("--key-field", "key_field"),
 )
 #: errors that mean "the invocation is wrong" (exit 2); other trailstore errors exit 1
 _USAGE_ERRORS = (InvalidNameError, InvalidEventError, ConfigurationError, BackendNotFoundError)
@@ -332,7 +333,7 @@ def _event_from_flags(args: argparse.Namespace) -> dict[str, Any]:
     if operation is AuditOperation.CREATE:
         payload = AuditPayload.from_create(after)
     elif operation is AuditOperation.UPDATE:
-        payload = AuditPayload.from_update(before, after)
+        payload = AuditPayload.from_update(before, after, key_field=args.key_field)
     else:
         payload = AuditPayload.from_delete(before)
     fields = {keyword: getattr(args, keyword) for _, keyword in _EVENT_FLAGS}
@@ -414,6 +415,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         validate_name("category", args.category),
     )
     reader = _open_reader(args)
+    if StreamKey(domain, category) not in reader.streams():
+        known = ", ".join(str(stream) for stream in reader.streams()) or "none"
+        raise AuditTrailError(
+            f"no stream {domain}/{category} in {_root(args)} (its streams: {known})"
+        )
     result = AuditReplayer(reader=reader, key_field=args.key_field).reconstruct_state(
         domain=domain,
         category=category,
@@ -675,12 +681,19 @@ _APPEND_EXAMPLES = """\
       --operation create --user u-42 --after '{"id": 7, "total": 30}'
   trailstore append --domain shop --category orders --model-name Order \\
       --operation update --user u-42 --before '{"id": 7, "total": 30}' \\
-      --after '{"id": 7, "total": 35}'
+      --after '{"id": 7, "total": 35}' --key-field id
   echo '{"domain": "hr", "category": "employees", "model_name": "Employee",
          "operation": "delete", "logical_user_id": "u-1",
          "payload": {"before": {"id": 3}}}' | trailstore append --stdin"""
 
 _FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other error here."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_trail_options(parser: argparse.ArgumentParser, prefix: str) -> None:
@@ -726,7 +739,7 @@ def _subcommand(
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``trailstore`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="trailstore",
         description="Append to, query, replay and inspect append-only audit trails.",
         epilog=(
@@ -743,9 +756,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_trail_options(parser, "")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     _add_trail_options(common, "sub_")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     append = _subcommand(
         commands,
@@ -764,6 +779,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--user", dest="logical_user_id", metavar="USER", help="who did it (logical_user_id)"
     )
     append.add_argument("--request-id", help="correlation ID of the request (optional)")
+    append.add_argument(
+        "--key-field",
+        metavar="FIELD",
+        help="update: keep this field (the record's key) in the delta even when unchanged, so "
+        "that replay --key-field FIELD can tell which record changed",
+    )
     append.add_argument(
         "--before", type=_json_object, metavar="JSON", help="the record before (update, delete)"
     )

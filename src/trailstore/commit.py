@@ -219,8 +219,9 @@ class BatchCommitter:
                 raise WriterClosedError("the batch writer was closed")
             self._raise_pending_error()
             if self._session is None:
-                self._session = self._backend.begin(max_segment_bytes=self._max_segment_bytes)
-                self._session.ids_handed_out = True
+                self._session = self._backend.begin(
+                    max_segment_bytes=self._max_segment_bytes, hand_out=True
+                )
                 self._opened_at = time.monotonic()
             _assign(events, _stage(self._session, events))
             self._pending += len(events)

@@ -61,7 +61,7 @@ def _write_read_replay(options: dict[str, object]) -> None:
             model_name="Order",
             operation="update",
             logical_user_id="bob",
-            payload=AuditPayload.from_update(order, paid),
+            payload=AuditPayload.from_update(order, paid, key_field="id"),
         )
     reader = AuditTrailReader(root_path=TRAIL, storage_options=options)
     for event in reader.iter_events():

@@ -54,8 +54,9 @@ TORN_SUFFIX = ".torn"
 INDEX_REFRESH_SECONDS = 1.0
 #: the counter is a padded decimal line; reading this much covers it
 COUNTER_READ_BYTES = 64
-#: IDs handed out before their commit (``batch`` mode) go on the counter this many at a time
-HANDED_OUT_BLOCK = 64
+#: IDs handed out before their commit (``batch`` mode) are reserved this many at a time, on
+#: the counter file and in ``index.json``
+HANDED_OUT_BLOCK = 1024
 #: segments of different streams written in one commit are synced by up to this many threads
 SYNC_THREADS = 8
 _COPY_CHUNK = 1024 * 1024
@@ -197,7 +198,7 @@ class LocalBackend(Backend):
         finally:
             self._release()
 
-    def begin(self, *, max_segment_bytes: int) -> CommitSession:
+    def begin(self, *, max_segment_bytes: int, hand_out: bool = False) -> CommitSession:
         try:
             self._acquire()
         except OSError as exc:
@@ -219,7 +220,7 @@ class LocalBackend(Backend):
             self._release()
             raise
         assert self._known_counter is not None
-        return _LocalSession(self, self._known_counter, max_segment_bytes)
+        return _LocalSession(self, self._known_counter, max_segment_bytes, hand_out=hand_out)
 
     def _acquire(self) -> None:
         """Take the thread lock, then ``flock`` on the root directory, and open the counter
@@ -265,38 +266,36 @@ class LocalBackend(Backend):
             raise OSError(errno.EIO, "short write to the counter file")
 
     def _read_index(self) -> int | None:
-        path = self.root / INDEX_NAME
-        try:
-            fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
-            try:
-                data = b"".join(iter(lambda: os.read(fd, 65536), b""))
-            finally:
-                os.close(fd)
-            value = json.loads(data)["last_event_id"]
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
-            log.warning("ignoring unreadable %s: %s", path, exc)
-            return None
-        return value if isinstance(value, int) and value >= 0 else None
+        """``last_event_id`` of ``index.json``: the IDs written by finished commits."""
+        return _index_field(self.root / INDEX_NAME, "last_event_id")
 
-    def _write_index(self, value: int) -> None:
+    def _write_index(self, value: int, *, reserved_through: int | None = None) -> None:
         """Replace ``index.json`` atomically; a failure is logged, never raised: the index is a
-        checkpoint of the counter, which the data and the counter file already hold."""
+        checkpoint of the counter, which the data and the counter file already hold.
+
+        ``reserved_through`` records IDs handed out before their commit (``batch``), a copy of
+        the counter file's reservation that survives that file's deletion; such a write is not
+        synced (batch mode promises nothing on power failure).
+        """
         assert self._root_fd is not None
         root_fd = self._root_fd
         temporary = f".{INDEX_NAME}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+        document: dict[str, int] = {"last_event_id": value}
+        if reserved_through is not None:
+            document["reserved_through"] = reserved_through
         try:
             fd = _open_below(
                 root_fd, temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.root / temporary
             )
             try:
-                _write_all(fd, json.dumps({"last_event_id": value}).encode())
-                os.fsync(fd)
+                _write_all(fd, json.dumps(document).encode())
+                if reserved_through is None:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(temporary, INDEX_NAME, src_dir_fd=root_fd, dst_dir_fd=root_fd)
-            _fsync_directory(root_fd)
+            if reserved_through is None:
+                _fsync_directory(root_fd)
             self._index_warned = False
         except OSError as exc:
             if not self._index_warned:
@@ -307,10 +306,12 @@ class LocalBackend(Backend):
         self._index_written_at = time.monotonic()
 
     def _reconcile(self) -> None:
-        """Set the counter to the highest of counter file, ``index.json`` and stream tails."""
+        """Set the counter to the highest of counter file, ``index.json`` (and the IDs it
+        records as handed out) and stream tails."""
         self._forget_segments()
         index = self._read_index()
-        highest = max(self._read_counter() or 0, index or 0)
+        reserved = _index_field(self.root / INDEX_NAME, "reserved_through")
+        highest = max(self._read_counter() or 0, index or 0, reserved or 0)
         for stream in self.list_streams():
             highest = max(highest, self._highest_id_in_tail(stream))
         self._write_counter(highest)
@@ -585,6 +586,24 @@ class LocalBackend(Backend):
         return os.stat(self._segment_path(stream, number), follow_symlinks=False).st_size
 
 
+def _index_field(path: Path, name: str) -> int | None:
+    """A counter field of ``index.json`` (not followed if a link); ``None`` if absent, and for
+    anything unreadable, with a warning."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+        try:
+            data = b"".join(iter(lambda: os.read(fd, 65536), b""))
+        finally:
+            os.close(fd)
+        value = json.loads(data).get(name)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError, RecursionError) as exc:
+        log.warning("ignoring unreadable %s: %s", path, exc)
+        return None
+    return value if isinstance(value, int) and value >= 0 else None
+
+
 def _subdirectories(path: Path) -> list[str]:
     """Names of the real directories in ``path`` (links to directories are not followed)."""
     try:
@@ -599,8 +618,10 @@ def _subdirectories(path: Path) -> list[str]:
 
 
 class _LocalSession(QueueingSession):
-    def __init__(self, backend: LocalBackend, counter: int, max_segment_bytes: int) -> None:
-        super().__init__(counter, max_segment_bytes)
+    def __init__(
+        self, backend: LocalBackend, counter: int, max_segment_bytes: int, *, hand_out: bool
+    ) -> None:
+        super().__init__(counter, max_segment_bytes, hand_out=hand_out)
         self._backend = backend
         self._reserved = counter
         self._open = True
@@ -610,10 +631,12 @@ class _LocalSession(QueueingSession):
         of ``HANDED_OUT_BLOCK``), so that a crash before the commit leaves them spent, a
         reported gap, never reused. The commit trims the counter to the IDs really used."""
         first = super().allocate(count)
-        if self.ids_handed_out and self._end > self._reserved:
+        if self.hand_out and self._end > self._reserved:
             self._reserved = self._end + HANDED_OUT_BLOCK - 1
+            self.reserving(first, self._reserved)
             try:
                 self._backend._write_counter(self._reserved)
+                self._backend._write_index(self._start, reserved_through=self._reserved)
             except OSError as exc:
                 raise StorageError(
                     f"cannot reserve IDs in trail {self._backend.root}: {exc}"
@@ -644,6 +667,8 @@ class _LocalSession(QueueingSession):
         written file is still in the trail; ``written`` collects what to cut back on failure."""
         backend = self._backend
         if self._end != self._start or self._reserved != self._end:
+            if not self.hand_out:
+                self.reserving(self._start + 1, self._end)
             backend._write_counter(self._end)
         for stream, lines in self._queued.items():
             segment = backend._segment_for(stream)
@@ -674,7 +699,7 @@ class _LocalSession(QueueingSession):
             except OSError:
                 cut_back = False
                 log.exception("could not roll back a failed append of %s", backend.root)
-        if cut_back and not self.ids_handed_out:
+        if cut_back and not self.hand_out:
             try:
                 backend._write_counter(self._start)
                 backend._known_counter = self._start

@@ -57,9 +57,9 @@ class MemoryBackend(Backend):
                 ids = (line_event_id(line) for line in bytes(tail).splitlines())
                 self.trail.counter = max([self.trail.counter, *(i for i in ids if i is not None)])
 
-    def begin(self, *, max_segment_bytes: int) -> CommitSession:
+    def begin(self, *, max_segment_bytes: int, hand_out: bool = False) -> CommitSession:
         self.trail.lock.acquire()
-        return _MemorySession(self.trail, max_segment_bytes)
+        return _MemorySession(self.trail, max_segment_bytes, hand_out=hand_out)
 
     def last_event_id(self) -> int:
         return self.trail.counter
@@ -90,13 +90,18 @@ class MemoryBackend(Backend):
 
 
 class _MemorySession(QueueingSession):
-    def __init__(self, trail: MemoryTrail, max_segment_bytes: int) -> None:
-        super().__init__(trail.counter, max_segment_bytes)
+    """Commits in memory; the counter moves only at commit, as the trail dies with the
+    process (handed-out IDs cannot outlive a crash here)."""
+
+    def __init__(self, trail: MemoryTrail, max_segment_bytes: int, *, hand_out: bool) -> None:
+        super().__init__(trail.counter, max_segment_bytes, hand_out=hand_out)
         self._trail = trail
         self._open = True
 
     def commit(self, *, sync: bool) -> None:
         try:
+            if self._end > self._start:
+                self.reserving(self._start + 1, self._end)
             for stream, lines in self._queued.items():
                 segments = self._trail.segments.setdefault(stream, {})
                 number = max(segments, default=1)
@@ -113,4 +118,6 @@ class _MemorySession(QueueingSession):
     def abort(self) -> None:
         if self._open:
             self._open = False
+            if self.hand_out:  # handed-out IDs stay spent
+                self._trail.counter = max(self._trail.counter, self._end)
             self._trail.lock.release()

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from trailstore.backend import Backend, CommitSession, StreamKey
 from trailstore.errors import AuditTrailError, ConflictError, StorageError
 from trailstore.lines import line_event_id
-from trailstore_s3.index import HeldLease, IndexState, IndexStore, OpenSegment
+from trailstore_s3.index import HeldLease, IndexState, IndexStore, OpenSegment, Reserving
 from trailstore_s3.layout import TrailListing, TrailLocation
 from trailstore_s3.segments import Segments, read_objects
 from trailstore_s3.session import S3CommitSession
@@ -79,13 +79,14 @@ class S3Backend(Backend):
                 raise
             self.index.swap(held, replace(state, lease=None, complete=True))
 
-    def begin(self, *, max_segment_bytes: int) -> CommitSession:
+    def begin(self, *, max_segment_bytes: int, hand_out: bool = False) -> CommitSession:
         self._lock.acquire()
-        return S3CommitSession(self, max_segment_bytes)
+        return S3CommitSession(self, max_segment_bytes, hand_out=hand_out)
 
-    def acquire_lease(self, reserve: int) -> HeldLease:
-        """Take the trail's lease for a session, reserving ``reserve`` IDs."""
-        return self.index.acquire(reserve, self.lease_seconds)
+    def acquire_lease(self, reserve: int, reserving: Reserving) -> HeldLease:
+        """Take the trail's lease for a session, reserving ``reserve`` IDs (announced to
+        ``reserving`` before the write that reserves them)."""
+        return self.index.acquire(reserve, self.lease_seconds, reserving=reserving)
 
     def release_lease(self, held: HeldLease) -> None:
         """Give a lease back without changing anything else (best effort)."""

@@ -23,6 +23,7 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,6 +32,9 @@ from trailstore.errors import ConflictError, FencedError, StorageError
 from trailstore_s3.store import ObjectStore
 
 log = logging.getLogger("trailstore")
+
+#: told ``(first, last)`` before a write that reserves those IDs
+Reserving = Callable[[int, int], None]
 
 _FIRST_DELAY = 0.004
 _MAX_DELAY = 0.05
@@ -152,7 +156,14 @@ class IndexStore:
         self._seen = seen
         return seen
 
-    def acquire(self, reserve: int, seconds: float, *, create: bool = False) -> HeldLease:
+    def acquire(
+        self,
+        reserve: int,
+        seconds: float,
+        *,
+        create: bool = False,
+        reserving: Reserving | None = None,
+    ) -> HeldLease:
         """Take the lease (waiting while another holder's is valid), reserving ``reserve`` IDs.
 
         An expired lease, or one this process left behind, is taken over: its reserved IDs are
@@ -193,6 +204,8 @@ class IndexStore:
                 lease=Lease(round(now + seconds, 3), base + reserve, secrets.token_hex(4)),
                 taken_over=taken_over,
             )
+            if reserving is not None and reserve > 0:
+                reserving(base + 1, base + reserve)
             try:
                 return HeldLease(wanted, self._write(wanted, etag))
             except ConflictError:

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 class S3CommitSession(CommitSession):
     """One commit of an ``S3Backend``; holds the backend's thread lock until it ends."""
 
-    def __init__(self, backend: S3Backend, max_segment_bytes: int) -> None:
+    def __init__(self, backend: S3Backend, max_segment_bytes: int, *, hand_out: bool) -> None:
+        super().__init__(hand_out=hand_out)
         self._backend = backend
         self._max_segment_bytes = max_segment_bytes
         self._held: HeldLease | None = None
@@ -44,7 +45,7 @@ class S3CommitSession(CommitSession):
     def allocate(self, count: int) -> int:
         backend = self._backend
         if self._held is None:
-            self._held = backend.acquire_lease(count)
+            self._held = backend.acquire_lease(count, self.reserving)
             self._next_id = self._held.state.last_event_id + 1
         else:
             state = self._held.state
@@ -57,6 +58,7 @@ class S3CommitSession(CommitSession):
                     expires=round(time.time() + backend.lease_seconds, 3),
                     reserved_through=max(wanted, state.lease.reserved_through + reserved + 64),
                 )
+                self.reserving(state.lease.reserved_through + 1, lease.reserved_through)
                 self._held = backend.index.swap(self._held, replace(state, lease=lease))
         first = self._next_id
         self._next_id += count

@@ -2,35 +2,43 @@
 
 A backend's test module needs only::
 
-    class TestMyBackend(BackendConformance):
+    class TestMyBackend(BackendConformance, CrashConformance):
         @pytest.fixture
         def trail_url(self) -> str: ...          # a fresh, empty trail for each test
 
         def damage_tail(self, trail_url, storage_options, domain, category, data) -> None:
             ...                                   # append raw bytes, bypassing the writer
 
-and, if the backend needs them, a ``storage_options`` fixture. Every test checks one guarantee
-of the design notes using only the public writer and reader.
+and, if the backend needs them, a ``storage_options`` fixture, and the optional hooks
+``plant_symlink`` (a filesystem with links) and ``failing_writes`` (a way to make the storage
+refuse writes). Each test checks one guarantee the README lists — through the public writer
+and reader, or through one method of the ``Backend``/``CommitSession`` contract.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from trailstore.backend import Backend
+from trailstore.backend import Backend, CommitSession, StreamKey
+from trailstore.encoding import encode_body
 from trailstore.errors import (
     InvalidEventError,
     InvalidNameError,
     ReplayError,
+    StorageError,
     TrailNotFoundError,
 )
 from trailstore.events import AuditEvent, AuditPayload
+from trailstore.lines import render_line
 from trailstore.reader import AuditTrailReader
 from trailstore.registry import open_backend
 from trailstore.replay import AuditReplayer
@@ -54,7 +62,7 @@ def sample_event(number: int = 0, **overrides: Any) -> dict[str, Any]:
 
 
 class BackendConformance:
-    """Guarantees every backend keeps (DESIGN.md, "Guarantees")."""
+    """The guarantees every backend keeps (the README's "Guarantees")."""
 
     @pytest.fixture
     def trail_url(self) -> str:
@@ -74,6 +82,19 @@ class BackendConformance:
     ) -> None:
         """Append ``data`` to the stream's newest segment without going through the writer."""
         raise NotImplementedError
+
+    def plant_symlink(
+        self, trail_url: str, storage_options: dict[str, Any], relative: str, target: str
+    ) -> None:
+        """Make ``relative`` (below the root) a symbolic link to ``target``; storage without
+        links skips the tests that need one."""
+        pytest.skip("this storage has no symbolic links")
+
+    @contextlib.contextmanager
+    def failing_writes(self, trail_url: str, storage_options: dict[str, Any]) -> Iterator[None]:
+        """While open, every write of segment data fails (a full disk, a refusing server)."""
+        pytest.skip("this backend's tests give no way to make its writes fail")
+        yield
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -485,3 +506,190 @@ class BackendConformance:
             AuditReplayer(reader=reader, key_field="id").reconstruct_state(
                 domain="shop", category="orders"
             )
+
+    # -- the Backend and CommitSession contract, method by method ----------------------------
+
+    @staticmethod
+    def lines_for(session: CommitSession, count: int) -> tuple[int, list[bytes]]:
+        """Allocate ``count`` IDs in ``session`` and return the first with their lines."""
+        first = session.allocate(count)
+        body = encode_body(AuditEvent(event_id=0, timestamp=1.0, **sample_event(0)))
+        return first, [render_line(first + n, body) for n in range(count)]
+
+    def test_read_segment_of_a_missing_segment_raises_file_not_found(
+        self, open_writer: Any, backend: Backend
+    ) -> None:
+        with open_writer() as writer:
+            writer.append_event(**sample_event(0))
+        with pytest.raises(FileNotFoundError):
+            list(backend.read_segment(StreamKey("shop", "orders"), 999))
+        with pytest.raises(FileNotFoundError):
+            list(backend.read_segment(StreamKey("shop", "nothing"), 1))
+
+    def test_abort_writes_nothing_and_gives_the_ids_back(
+        self, open_writer: Any, backend: Backend, reader: AuditTrailReader
+    ) -> None:
+        open_writer().close()
+        backend.open_for_writing()
+        session = backend.begin(max_segment_bytes=4096)
+        first, lines = self.lines_for(session, 3)
+        session.append(StreamKey("shop", "orders"), lines)
+        session.abort()
+        assert first == 1
+        again = backend.begin(max_segment_bytes=4096)
+        assert self.lines_for(again, 1)[0] == 1, "an aborted session spent its IDs"
+        again.abort()
+        assert self.ids(reader) == [] and backend.list_streams() == []
+
+    def test_ids_handed_out_stay_spent_after_an_abort(
+        self, open_writer: Any, backend: Backend, reader: AuditTrailReader
+    ) -> None:
+        open_writer().close()
+        backend.open_for_writing()
+        session = backend.begin(max_segment_bytes=4096, hand_out=True)
+        assert session.hand_out
+        handed_out, _ = self.lines_for(session, 2)
+        session.abort()
+        later = backend.begin(max_segment_bytes=4096)
+        first, lines = self.lines_for(later, 1)
+        later.append(StreamKey("shop", "orders"), lines)
+        later.commit(sync=True)
+        assert first > handed_out + 1, "IDs handed out were given to a later event"
+        assert self.ids(reader) == [first]
+
+    def test_a_failed_commit_leaves_nothing_and_spends_no_id(
+        self, open_writer: Any, trail_url: str, storage_options: dict[str, Any]
+    ) -> None:
+        writer = open_writer()
+        writer.append_event(**sample_event(0))
+        with self.failing_writes(trail_url, storage_options), pytest.raises(StorageError):
+            writer.append_events([sample_event(1), sample_event(2, category="refunds")])
+        assert writer.append_event(**sample_event(3)).event_id == 2
+        writer.close()
+        reader = AuditTrailReader(root_path=trail_url, storage_options=storage_options)
+        assert self.ids(reader) == [1, 2] and reader.report.clean
+
+    def test_begin_excludes_a_second_backend_of_the_trail(
+        self, open_writer: Any, trail_url: str, storage_options: dict[str, Any]
+    ) -> None:
+        open_writer().close()
+        first, second = (open_backend(trail_url, **storage_options) for _ in range(2))
+        for backend in (first, second):
+            backend.open_for_writing()
+        held = first.begin(max_segment_bytes=4096)
+        began: list[float] = []
+        waiter = threading.Thread(
+            target=lambda: began.append(_begin_and_abort(second)), daemon=True
+        )
+        waiter.start()
+        time.sleep(0.3)
+        released = time.monotonic()
+        held.abort()
+        waiter.join(timeout=30)
+        assert began and began[0] >= released, "a second backend began while the first held"
+
+    def test_begin_excludes_a_second_process(
+        self, open_writer: Any, backend: Backend, trail_url: str, storage_options: dict[str, Any]
+    ) -> None:
+        if not (backend.persistent and backend.supports_concurrent_processes):
+            pytest.skip("the trail is not shared by processes")
+        open_writer().close()
+        backend.open_for_writing()
+        context = multiprocessing.get_context("fork")
+        began = context.Queue()
+        held = backend.begin(max_segment_bytes=4096)
+        child = context.Process(
+            target=_begin_in_a_process, args=(trail_url, storage_options, began)
+        )
+        child.start()
+        time.sleep(0.5)
+        released = time.time()
+        held.abort()
+        moment = began.get(timeout=30)
+        child.join(timeout=30)
+        assert moment >= released, "a second process began while the first held the trail"
+
+    @pytest.mark.parametrize("link", ["shop", "shop/orders", "shop/orders/audit-000001.jsonl"])
+    def test_symlinks_below_the_root_are_refused_and_never_written_through(
+        self,
+        open_writer: Any,
+        trail_url: str,
+        storage_options: dict[str, Any],
+        tmp_path_factory: pytest.TempPathFactory,
+        link: str,
+    ) -> None:
+        outside = tmp_path_factory.mktemp("outside")
+        (outside / "audit-000001.jsonl").write_bytes(b"precious\npartial")
+        target = outside if link.count("/") < 2 else outside / "audit-000001.jsonl"
+        open_writer().close()
+        self.plant_symlink(trail_url, storage_options, link, str(target))
+        try:
+            with open_writer() as writer:
+                writer.append_event(**sample_event(0))
+        except StorageError as exc:
+            assert "symbolic link" in str(exc)
+        assert [p.name for p in outside.iterdir()] == ["audit-000001.jsonl"]
+        assert (outside / "audit-000001.jsonl").read_bytes() == b"precious\npartial"
+
+    def test_a_writer_shared_across_fork_keeps_ids_unique(
+        self, open_writer: Any, backend: Backend, trail_url: str, storage_options: dict[str, Any]
+    ) -> None:
+        """A writer made before ``fork()`` (gunicorn ``--preload``), used at once from several
+        threads of each child, and by the parent."""
+        if not (backend.persistent and backend.supports_concurrent_processes):
+            pytest.skip("the trail is not shared by processes")
+        writer = open_writer(max_file_size_bytes=4000)
+        writer.append_event(**sample_event(0))
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+        children = [
+            context.Process(target=_append_from_threads, args=(writer, n, results))
+            for n in range(2)
+        ]
+        for child in children:
+            child.start()
+        parent = [writer.append_event(**sample_event(i)).event_id for i in range(40)]
+        acknowledged = [results.get(timeout=60) for _ in children]
+        for child in children:
+            child.join(timeout=60)
+            assert child.exitcode == 0
+        writer.close()
+        every = [1, *parent, *(i for ids in acknowledged for i in ids)]
+        assert sorted(every) == list(range(1, len(every) + 1)) and len(every) == 1 + 40 + 2 * 120
+        reader = AuditTrailReader(root_path=trail_url, storage_options=storage_options)
+        assert self.ids(reader) == sorted(every) and reader.report.clean
+
+
+def _begin_and_abort(backend: Backend) -> float:
+    session = backend.begin(max_segment_bytes=4096)
+    moment = time.monotonic()
+    session.abort()
+    return moment
+
+
+def _begin_in_a_process(url: str, options: dict[str, Any], began: Any) -> None:
+    backend = open_backend(url, **options)
+    session = backend.begin(max_segment_bytes=4096)
+    began.put(time.time())
+    session.abort()
+
+
+def _append_from_threads(writer: AuditTrailWriter, child: int, results: Any) -> None:
+    acknowledged: list[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(4)
+
+    def work(thread: int) -> None:
+        start.wait()  # the first appends of the child race each other
+        for i in range(30):
+            event = writer.append_event(**sample_event(i, category=f"c{child}t{thread}"))
+            with lock:
+                acknowledged.append(event.event_id)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.close()
+    results.put(acknowledged)

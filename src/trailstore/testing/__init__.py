@@ -1,0 +1,14 @@
+"""The contract every backend keeps, as test classes a backend's own tests subclass.
+
+- ``BackendConformance``: one test per guarantee, through the public writer and reader and
+  through each method of the ``Backend``/``CommitSession`` contract;
+- ``CrashConformance`` and ``CrashKit``: writer processes SIGKILLed in every durability mode,
+  the trail then checked for lost, changed or reused IDs and unexplained gaps.
+
+Importing this package needs pytest (a test dependency, not one of the library).
+"""
+
+from trailstore.testing.conformance import UNSAFE_NAMES, BackendConformance, sample_event
+from trailstore.testing.crash import CrashConformance, CrashKit
+
+__all__ = ["UNSAFE_NAMES", "BackendConformance", "CrashConformance", "CrashKit", "sample_event"]
