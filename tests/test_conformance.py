@@ -17,7 +17,7 @@ import pytest
 from trailstore.backend import StreamKey
 from trailstore.backends import local
 from trailstore.backends.memory import memory_trail
-from trailstore.registry import open_backend
+from trailstore.registry import local_path, open_backend
 from trailstore.testing import BackendConformance, CrashConformance, CrashKit
 
 
@@ -38,14 +38,14 @@ class TestLocalBackend(BackendConformance, CrashConformance):
         category: str,
         data: bytes,
     ) -> None:
-        newest = sorted((Path(trail_url) / domain / category).glob("audit-*.jsonl"))[-1]
+        newest = sorted((local_path(trail_url) / domain / category).glob("audit-*.jsonl"))[-1]
         with open(newest, "ab") as segment:
             segment.write(data)
 
     def plant_symlink(
         self, trail_url: str, storage_options: dict[str, Any], relative: str, target: str
     ) -> None:
-        link = Path(trail_url) / relative
+        link = local_path(trail_url) / relative
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(target)
 
@@ -65,7 +65,7 @@ class TestLocalBackend(BackendConformance, CrashConformance):
     def between_rounds(self, kit: CrashKit) -> None:
         """Leave ``index.json`` or the counter file as a crash or an operator might. The
         counter is kept in both, so that either alone may be lost, lag or hold garbage."""
-        root = Path(kit.url)
+        root = local_path(kit.url)
         index, counter = root / "index.json", root / local.LOCK_NAME
         highest = max(kit.acknowledged, default=0)
         match kit.rng.choice(["keep", "lagging", "missing", "empty", "garbage", "counter"]):

@@ -26,6 +26,14 @@ BUILTIN_BACKENDS = {
 }
 #: schemes served by plugin distributions that exist, and the distribution to install
 KNOWN_PLUGINS = {"s3": "trailstore-s3", "s3a": "trailstore-s3"}
+_REGISTERED: dict[str, type[Backend] | str] = {}
+
+
+def register_backend(scheme: str, backend: type[Backend] | str) -> None:
+    """Serve ``scheme://`` URLs with ``backend`` (a class, or ``"module:Class"`` imported when
+    first needed) in this process, before any plugin: for a backend without a distribution
+    of its own, or to replace one in tests."""
+    _REGISTERED[scheme.lower()] = backend
 
 
 def url_scheme(url: str | os.PathLike[str]) -> str:
@@ -36,15 +44,21 @@ def url_scheme(url: str | os.PathLike[str]) -> str:
 
 
 def local_path(url: str) -> Path:
-    """The directory of a ``file://`` URL or plain path."""
-    return Path(url.removeprefix("file://")).expanduser()
+    """The directory of a ``file://`` URL (or one of a backend built on the local backend) or
+    of a plain path."""
+    return Path(split_protocol(url)[1]).expanduser()
 
 
 def backend_class(scheme: str) -> type[Backend]:
     """The backend class registered for ``scheme``."""
     scheme = scheme.lower()
+    registered = _REGISTERED.get(scheme)
+    if isinstance(registered, type):
+        return registered
+    if registered is not None:
+        return _load(scheme, registered)
     if scheme in BUILTIN_BACKENDS:
-        return _load_builtin(scheme)
+        return _load(scheme, BUILTIN_BACKENDS[scheme])
     for entry_point in entry_points(group=ENTRY_POINT_GROUP, name=scheme):
         loaded = entry_point.load()
         if isinstance(loaded, type) and issubclass(loaded, Backend):
@@ -62,14 +76,16 @@ def backend_class(scheme: str) -> type[Backend]:
     )
 
 
-def _load_builtin(scheme: str) -> type[Backend]:
-    module_name, _, class_name = BUILTIN_BACKENDS[scheme].partition(":")
+def _load(scheme: str, path: str) -> type[Backend]:
+    module_name, _, class_name = path.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        advice = ""
+        if exc.name == "fcntl":
+            advice = "; it needs POSIX file locks (fcntl): use memory:// or an object store instead"
         raise BackendNotFoundError(
-            f"the {scheme}:// backend cannot run on this platform ({exc}); it needs POSIX "
-            "file locks (fcntl): use memory:// or an object store instead"
+            f"the {scheme}:// backend cannot run on this platform ({exc}){advice}"
         ) from exc
     loaded: type[Backend] = getattr(module, class_name)
     return loaded

@@ -50,6 +50,8 @@ class Child:
 
     process: subprocess.Popen[bytes]
     kill_at: float | None
+    #: the arguments its ``setup`` was called with
+    arguments: dict[str, Any] = field(default_factory=dict)
     buffer: bytes = b""
     ready: bool = False
     stopped_at: str | None = None
@@ -111,6 +113,10 @@ class CrashKit:
         """Arguments for ``setup`` in the ``spawned``-th writer; none by default."""
         return {}
 
+    def kill_window(self, arguments: dict[str, Any]) -> float:
+        """How long after it opened the writer set up with ``arguments`` may live."""
+        return self.kill_within
+
     def backend(self) -> Backend:
         return open_backend(self.url, **self.storage_options)
 
@@ -121,6 +127,7 @@ class CrashKit:
 
         def spawn() -> None:
             self.spawned += 1
+            arguments = self.setup_arguments(self.spawned)
             config = {
                 "url": self.url,
                 "storage_options": self.storage_options,
@@ -128,7 +135,7 @@ class CrashKit:
                 "durability": durability,
                 "segment_bytes": self.segment_bytes,
                 "setup": self.setup,
-                "setup_arguments": self.setup_arguments(self.spawned),
+                "setup_arguments": arguments,
             }
             process = subprocess.Popen(
                 [sys.executable, "-m", "trailstore.testing.crash_writer", json.dumps(config)],
@@ -139,7 +146,7 @@ class CrashKit:
             # a quarter of the kills land while the writer starts and opens the trail
             early = self.rng.random() < 0.25
             kill_at = time.monotonic() + self.rng.uniform(0.05, 0.4) if early else None
-            children[process.pid] = Child(process, kill_at)
+            children[process.pid] = Child(process, kill_at, arguments)
             selector.register(process.stdout, selectors.EVENT_READ, process.pid)
 
         def kill(child: Child) -> None:
@@ -189,7 +196,8 @@ class CrashKit:
                 raise AssertionError(f"writer exited by itself: {child.process.returncode}")
             child.receive(data)
             if child.kill_at is None and child.ready:
-                child.kill_at = time.monotonic() + self.rng.uniform(0.0, self.kill_within)
+                window = self.kill_window(child.arguments)
+                child.kill_at = time.monotonic() + self.rng.uniform(0.0, window)
 
     def _collect(self, child: Child) -> None:
         """Take over what a killed writer acknowledged, handed out and announced."""

@@ -12,8 +12,8 @@ interleave:
 - ``R`` — the writer is open;
 - ``A <first> <last>`` — a session is about to make these IDs spent (``CommitSession.reserving``);
 - ``H <line>`` — ``batch``: an event whose append returned its ID, not yet flushed;
-- ``E <line>`` — an event whose append returned (``batch``: and a ``flush()`` after it), with
-  the exact line it must have in the trail;
+- ``E <line>`` — an event whose append returned (``batch``: and a ``flush()`` since), with the
+  exact line it must have in the trail;
 - ``X <error>`` — an append raised, which the kit treats as a failure;
 - anything else a setup function sends with ``report`` (``K <point>``: stopped, kill me).
 """
@@ -74,8 +74,11 @@ def event_fields(rng: random.Random, segment_bytes: int) -> dict[str, Any]:
 
 
 def work(writer: AuditTrailWriter, seed: int, segment_bytes: int) -> None:
-    """Append single events and batches until the process dies."""
+    """Append single events and batches until the process dies. In ``batch`` mode the events
+    are handed out at once and acknowledged at the next ``flush()``, called now and then, so a
+    kill usually finds IDs handed out and not yet flushed."""
     rng = random.Random(seed)
+    unflushed: list[AuditEvent] = []
     while True:
         try:
             if rng.random() < 0.6:
@@ -85,7 +88,11 @@ def work(writer: AuditTrailWriter, seed: int, segment_bytes: int) -> None:
                 events = writer.append_events(batch)
             if writer.durability == "batch":
                 report(b"".join(b"H " + _line(event) for event in events))
+                unflushed += events
+                if rng.random() > 0.3:
+                    continue
                 writer.flush()
+                events, unflushed = unflushed, []
         except Exception as exc:
             report(b"X %s\n" % repr(exc).encode("ascii", "backslashreplace"))
             raise
