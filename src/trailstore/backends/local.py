@@ -447,7 +447,8 @@ class LocalBackend(Backend):
                 os.close(fd)
 
     def _verify_written(self, segments: Sequence[_OpenSegment]) -> None:
-        """Refuse to acknowledge data that went to a file no longer in the trail."""
+        """Refuse to acknowledge as durable data that went to a file no longer in the trail
+        (replaced while this commit wrote; one replaced before it began is reopened)."""
         for segment in {id(segment): segment for segment in segments}.values():
             if not self._names_open_file(segment):
                 raise OSError(
@@ -657,7 +658,10 @@ class _LocalSession(QueueingSession):
         try:
             backend._close_retired()
             backend._known_counter = self._end
-            if time.monotonic() - backend._index_written_at >= INDEX_REFRESH_SECONDS:
+            reserved_in_index = self._reserved > self._start  # handed-out IDs recorded there
+            if reserved_in_index or (
+                time.monotonic() - backend._index_written_at >= INDEX_REFRESH_SECONDS
+            ):
                 backend._write_index(self._end)
         finally:
             self._finish()
@@ -679,10 +683,10 @@ class _LocalSession(QueueingSession):
                 data = b"".join(run)
                 _write_all(segment.fd, data)
                 segment.size += len(data)
-        segments = [segment for segment, _ in written]
-        if sync:
+        if sync:  # and only then, as it costs a path lookup per stream, check that the files
+            segments = [segment for segment, _ in written]  # are still the trail's
             backend._sync(segments)
-        backend._verify_written(segments)
+            backend._verify_written(segments)
 
     def _roll_back(self, written: list[tuple[_OpenSegment, int]]) -> None:
         """Undo a failed commit: cut the written files back and return the reserved IDs.
