@@ -14,11 +14,11 @@ from typing import Any, NoReturn
 
 import pytest
 
-from trailstore.backend import StreamKey
 from trailstore.backends import local
-from trailstore.backends.memory import memory_trail
+from trailstore.backends.memory import MemoryBackend
 from trailstore.registry import local_path, open_backend
 from trailstore.testing import BackendConformance, CrashConformance, CrashKit
+from trailstore.testing.conformance import append_raw_to_log
 
 
 def _disk_full(*_: Any) -> NoReturn:
@@ -97,8 +97,9 @@ class TestMemoryBackend(BackendConformance):
         category: str,
         data: bytes,
     ) -> None:
-        segments = memory_trail(trail_url).segments[StreamKey(domain, category)]
-        segments[max(segments)] += data
+        backend = open_backend(trail_url, **storage_options)
+        assert isinstance(backend, MemoryBackend)
+        append_raw_to_log(backend, domain, category, data)
 
 
 def test_file_urls_open_the_local_backend(tmp_path: Path) -> None:

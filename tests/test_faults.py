@@ -370,7 +370,7 @@ def test_interrupted_group_leader_fails_its_followers_instead_of_acknowledging_t
     first_inside, release_first = threading.Event(), threading.Event()
     commits = 0
 
-    def commit(session: local._LocalSession, *, sync: bool) -> None:
+    def commit(session: local._LocalSession, *, sync: bool) -> int:
         nonlocal commits
         commits += 1
         if commits == 1:  # hold the first group while two more callers queue up
@@ -379,7 +379,7 @@ def test_interrupted_group_leader_fails_its_followers_instead_of_acknowledging_t
         elif commits == 2:  # the next leader is interrupted, e.g. by a SIGTERM handler
             session.abort()
             raise SystemExit(1)
-        real_commit(session, sync=sync)
+        return real_commit(session, sync=sync)
 
     monkeypatch.setattr(local._LocalSession, "commit", commit)
     outcomes: dict[str, object] = {}

@@ -105,11 +105,15 @@ class CommitSession(ABC):
         """Queue complete lines for ``stream``; they are written by ``commit``."""
 
     @abstractmethod
-    def commit(self, *, sync: bool) -> None:
-        """Write the queued lines (rotating as needed) and end the session.
+    def commit(self, *, sync: bool) -> int:
+        """Write the queued lines (rotating as needed), end the session, and return the first
+        ID committed.
 
-        With ``sync`` the call returns only once the data is durable. On failure nothing of the
-        session is left behind, no ID is spent, and the error is raised.
+        Without ``hand_out`` the IDs ``allocate`` returned are provisional: a session that
+        finds another writer committed first may renumber its lines (keeping their order, as
+        one contiguous run from the returned ID). With ``sync`` the call returns only once the
+        data is durable. On failure nothing of the session is left behind, no ID is spent,
+        and the error is raised.
         """
 
     @abstractmethod
@@ -144,6 +148,18 @@ class Backend(ABC):
     supports_concurrent_processes: ClassVar[bool] = False
     #: the trail outlives the process
     persistent: ClassVar[bool] = True
+
+    @property
+    def survives_fork(self) -> bool:
+        """Whether a writer made before ``fork()`` may be used in the child (it reopens the
+        trail there); clients built on an event loop thread (s3fs, gcsfs, adlfs) may not."""
+        return True
+
+    @property
+    def exclusive_sessions(self) -> bool:
+        """Whether a commit session excludes every other writer while it lasts (a lock), or
+        commits optimistically, renumbering its lines if another writer committed first."""
+        return True
 
     def __init__(self, url: str, **storage_options: Any) -> None:
         self.url = url

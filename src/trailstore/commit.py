@@ -158,12 +158,12 @@ class GroupCommitter:
         try:
             session = self._backend.begin(max_segment_bytes=self._max_segment_bytes)
             try:
-                ids = _stage(session, events)
+                _stage(session, events)
             except BaseException:
                 session.abort()
                 raise
-            session.commit(sync=self._sync)
-            _assign(events, ids)
+            first = session.commit(sync=self._sync)  # the IDs may have moved since allocate
+            _assign(events, range(first, first + len(events)))
         except Exception as exc:
             error = exc
         except BaseException as exc:  # KeyboardInterrupt, SystemExit: fail the whole group

@@ -160,6 +160,11 @@ class AuditTrailWriter:
     def _reopen_after_fork(self) -> None:
         """In a child process, the inherited handles, locks and unflushed events belong to the
         parent: drop them without touching the parent's lock, and open the trail afresh."""
+        if not self._backend.survives_fork:
+            raise ConfigurationError(
+                f"a writer of {self.root_path} cannot be used across fork(): its storage "
+                "client does not survive one; create the writer in each child process"
+            )
         self._let_go_of_the_parents()
         self._open_storage()
 

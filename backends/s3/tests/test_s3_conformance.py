@@ -1,23 +1,30 @@
-"""The core conformance suite against a real moto server, plus the endpoint's own conformance:
-conditional writes must be enforced (run this file against MinIO/R2/S3 to check a service)."""
+"""The core conformance suite and crash kit against a real moto server, plus the endpoint's own
+conformance: create-only writes must be enforced (run this file against MinIO/R2/S3 to check a
+service)."""
 
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _s3_crash_setup import POINTS
+from conftest import BUCKET
+from s3fs import S3FileSystem
 from trailstore_s3.backend import S3Backend
-from trailstore_s3.layout import chunk_name
-from trailstore_s3.store import ObjectStore
 
-from trailstore.backend import StreamKey
-from trailstore.errors import ConflictError
-from trailstore.testing import BackendConformance
+from trailstore.coordinators.conditional import ConditionalWrites
+from trailstore.testing import BackendConformance, CrashConformance, CrashKit
+from trailstore.testing.conformance import append_raw_to_log
+
+LEASE_SECONDS = 3.0
 
 
-class TestS3Conformance(BackendConformance):
+class TestS3Conformance(BackendConformance, CrashConformance):
     @pytest.fixture
     def trail_url(self, fresh_trail_url: str) -> str:
         return fresh_trail_url
@@ -34,47 +41,69 @@ class TestS3Conformance(BackendConformance):
         category: str,
         data: bytes,
     ) -> None:
-        """Add a chunk holding ``data`` to the stream's newest segment, bypassing the writer."""
-        backend = S3Backend(trail_url, **storage_options)
-        stream = StreamKey(domain, category)
-        newest = backend.list_segments(stream)[-1]
-        name = chunk_name(backend.last_event_id() + 1)
-        backend.store.put(backend.location.chunk_key(stream, newest, name), data)
+        append_raw_to_log(S3Backend(trail_url, **storage_options), domain, category, data)
 
+    @contextlib.contextmanager
+    def failing_writes(self, trail_url: str, storage_options: dict[str, Any]) -> Iterator[None]:
+        def refused(*_: Any, **__: Any) -> None:
+            raise PermissionError("Access Denied")
 
-class TestConditionalWrites:
-    """What the protocol needs from the endpoint; a service failing these is not safe to use."""
+        fs = S3FileSystem(**storage_options)  # the instance writers share (fsspec caches it)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fs, "pipe_file", refused)
+            yield
 
     @pytest.fixture
-    def store(self, fresh_trail_url: str, s3_options: dict[str, Any]) -> ObjectStore:
-        return S3Backend(fresh_trail_url, **s3_options).store
+    def crash_kit(
+        self, trail_url: str, storage_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    ) -> CrashKit:
+        """Writers with a short lease, every other one stopping at a protocol point."""
+        monkeypatch.setattr(S3Backend, "lease_seconds", LEASE_SECONDS)
+        kit = CrashKit(trail_url, storage_options, random.Random(7), segment_bytes=2000)
+        kit.setup = "_s3_crash_setup:install"
+        kit.setup_arguments = lambda spawned: {  # type: ignore[method-assign]
+            "point": POINTS[spawned // 2 % len(POINTS)] if spawned % 2 else "none",
+            "skip": spawned % 3,
+            "lease": LEASE_SECONDS,
+        }
+        kit.kill_window = lambda arguments: 4.0 if arguments["point"] != "none" else 0.8  # type: ignore[method-assign]
+        return kit
 
-    def test_a_second_create_only_put_of_the_same_key_fails(self, store: ObjectStore) -> None:
-        key = store.location.key("probe")
-        store.put(key, b"first")
-        with pytest.raises(ConflictError):
-            store.put(key, b"second")
-        assert store.get(key)[0] == b"first"
+    def test_the_endpoint_gets_conditional_writes(self, trail_url: str, s3_options: Any) -> None:
+        backend = S3Backend(trail_url, **s3_options)
+        assert isinstance(backend.coordinator, ConditionalWrites)
 
-    def test_a_put_with_a_stale_etag_fails(self, store: ObjectStore) -> None:
-        key = store.location.key("probe")
-        first = store.put(key, b"first")
-        second = store.put(key, b"second", if_match=first)
-        with pytest.raises(ConflictError):
-            store.put(key, b"third", if_match=first)
-        assert store.get(key) == (b"second", second)
 
-    def test_concurrent_create_only_puts_of_one_key_have_one_winner(
-        self, store: ObjectStore
+class TestCreateOnlyWrites:
+    """What the protocol needs from the endpoint; a service failing these is not safe for
+    writers on several hosts (the plugin then falls back to a lock on one host)."""
+
+    @pytest.fixture
+    def fs(self, s3_options: dict[str, Any]) -> S3FileSystem:
+        return S3FileSystem(**s3_options)
+
+    @pytest.fixture
+    def key(self) -> str:
+        return f"{BUCKET}/{uuid.uuid4().hex}/probe"
+
+    def test_a_second_create_only_write_of_the_same_key_fails(
+        self, fs: S3FileSystem, key: str
     ) -> None:
-        key = store.location.key("race")
+        fs.pipe_file(key, b"first", mode="create")
+        with pytest.raises(FileExistsError):
+            fs.pipe_file(key, b"second", mode="create")
+        assert fs.cat_file(key) == b"first"
+
+    def test_concurrent_create_only_writes_of_one_key_have_one_winner(
+        self, fs: S3FileSystem, key: str
+    ) -> None:
         start = threading.Barrier(8)
         winners: list[int] = []
 
         def race(writer: int) -> None:
             start.wait()
-            with contextlib.suppress(ConflictError):
-                store.put(key, b"%d" % writer)
+            with contextlib.suppress(FileExistsError):
+                fs.pipe_file(key, b"%d" % writer, mode="create")
                 winners.append(writer)
 
         threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
@@ -83,4 +112,4 @@ class TestConditionalWrites:
         for thread in threads:
             thread.join()
         assert len(winners) == 1
-        assert store.get(key)[0] == b"%d" % winners[0]
+        assert fs.cat_file(key) == b"%d" % winners[0]

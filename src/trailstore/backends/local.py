@@ -644,7 +644,7 @@ class _LocalSession(QueueingSession):
                 ) from exc
         return first
 
-    def commit(self, *, sync: bool) -> None:
+    def commit(self, *, sync: bool) -> int:
         backend = self._backend
         written: list[tuple[_OpenSegment, int]] = []
         try:
@@ -665,6 +665,7 @@ class _LocalSession(QueueingSession):
                 backend._write_index(self._end)
         finally:
             self._finish()
+        return self._start + 1
 
     def _write(self, written: list[tuple[_OpenSegment, int]], *, sync: bool) -> None:
         """Advance the counter, then write (rotating as planned), sync, and check that every

@@ -29,8 +29,10 @@ from typing import Any
 import pytest
 
 from trailstore.backend import Backend, CommitSession, StreamKey
+from trailstore.backends.logged import LogBackend
 from trailstore.encoding import encode_body
 from trailstore.errors import (
+    ConfigurationError,
     InvalidEventError,
     InvalidNameError,
     ReplayError,
@@ -38,10 +40,11 @@ from trailstore.errors import (
     TrailNotFoundError,
 )
 from trailstore.events import AuditEvent, AuditPayload
-from trailstore.lines import render_line
+from trailstore.lines import line_event_id, render_line
 from trailstore.reader import AuditTrailReader
 from trailstore.registry import open_backend
 from trailstore.replay import AuditReplayer
+from trailstore.store.commits import Commit, OpenSegment
 from trailstore.writer import AuditTrailWriter
 
 UNSAFE_NAMES = ["", ".", "..", "a/b", "a\\b", "nul\x00byte", "x" * 256, "é" * 128]
@@ -551,9 +554,9 @@ class BackendConformance:
         handed_out, _ = self.lines_for(session, 2)
         session.abort()
         later = backend.begin(max_segment_bytes=4096)
-        first, lines = self.lines_for(later, 1)
+        _, lines = self.lines_for(later, 1)
         later.append(StreamKey("shop", "orders"), lines)
-        later.commit(sync=True)
+        first = later.commit(sync=True)
         assert first > handed_out + 1, "IDs handed out were given to a later event"
         assert self.ids(reader) == [first]
 
@@ -572,11 +575,20 @@ class BackendConformance:
     def test_begin_excludes_a_second_backend_of_the_trail(
         self, open_writer: Any, trail_url: str, storage_options: dict[str, Any]
     ) -> None:
+        """A session holds the trail; or, where sessions are optimistic, two at once both
+        commit, with distinct, contiguous IDs."""
         open_writer().close()
         first, second = (open_backend(trail_url, **storage_options) for _ in range(2))
         for backend in (first, second):
             backend.open_for_writing()
         held = first.begin(max_segment_bytes=4096)
+        if not first.exclusive_sessions:
+            other = second.begin(max_segment_bytes=4096)
+            for session in (held, other):
+                session.append(StreamKey("shop", "orders"), self.lines_for(session, 2)[1])
+            committed = sorted([other.commit(sync=True), held.commit(sync=True)])
+            assert committed == [1, 3], "optimistic sessions committed overlapping IDs"
+            return
         began: list[float] = []
         waiter = threading.Thread(
             target=lambda: began.append(_begin_and_abort(second)), daemon=True
@@ -595,6 +607,8 @@ class BackendConformance:
             pytest.skip("the trail is not shared by processes")
         open_writer().close()
         backend.open_for_writing()
+        if not backend.exclusive_sessions:
+            pytest.skip("sessions are optimistic (see the two-backend test)")
         context = multiprocessing.get_context("fork")
         began = context.Queue()
         held = backend.begin(max_segment_bytes=4096)
@@ -639,6 +653,14 @@ class BackendConformance:
         if not (backend.persistent and backend.supports_concurrent_processes):
             pytest.skip("the trail is not shared by processes")
         writer = open_writer(max_file_size_bytes=4000)
+        if not backend.survives_fork:  # the child must be told so at once, not hang
+            context = multiprocessing.get_context("fork")
+            told = context.Queue()
+            child = context.Process(target=_append_expecting_refusal, args=(writer, told))
+            child.start()
+            assert "cannot be used across fork()" in told.get(timeout=60)
+            child.join(timeout=60)
+            return
         writer.append_event(**sample_event(0))
         context = multiprocessing.get_context("fork")
         results = context.Queue()
@@ -660,6 +682,27 @@ class BackendConformance:
         assert self.ids(reader) == sorted(every) and reader.report.clean
 
 
+def append_raw_to_log(backend: LogBackend, domain: str, category: str, data: bytes) -> None:
+    """Add ``data`` as the last line of a stream's open segment, in a commit object of its own
+    that bypasses the writer: what a foreign writer or a damaged copy can leave on storage
+    kept as a log of commits (a ``damage_tail`` for such backends)."""
+    stream = StreamKey(domain, category)
+    state = backend.store.open_state() or backend.store.bootstrap()
+    segment = state.streams.get(stream, OpenSegment(1, 0))
+    complete = data.endswith(b"\n")  # a torn line spends no ID
+    last = max(state.last_event_id, (line_event_id(data) or 0) if complete else 0)
+    commit = Commit(
+        seq=state.seq + 1,
+        first=state.last_event_id + 1,
+        last=last,
+        writer="raw",
+        entries=((stream, segment.number, segment.size + len(data), 1),),
+        lines=(data,),
+        lease=state.lease,
+    )
+    backend.store.create_commit(commit, create_only=False)
+
+
 def _begin_and_abort(backend: Backend) -> float:
     session = backend.begin(max_segment_bytes=4096)
     moment = time.monotonic()
@@ -672,6 +715,15 @@ def _begin_in_a_process(url: str, options: dict[str, Any], began: Any) -> None:
     session = backend.begin(max_segment_bytes=4096)
     began.put(time.time())
     session.abort()
+
+
+def _append_expecting_refusal(writer: AuditTrailWriter, told: Any) -> None:
+    try:
+        writer.append_event(**sample_event(0))
+    except ConfigurationError as exc:
+        told.put(str(exc))
+    else:
+        told.put("appended")
 
 
 def _append_from_threads(writer: AuditTrailWriter, child: int, results: Any) -> None:
