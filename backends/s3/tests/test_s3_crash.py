@@ -1,9 +1,9 @@
 """Crash safety on S3, through the crash kit of ``trailstore.testing``: writer processes
-SIGKILLed at random moments and, every other one, at a named point of the protocol (between
-the index compare-and-swap and the chunk upload, halfway through a multi-stream upload, and
-before, after and during sealing; ``_s3_crash_setup.py``). Between rounds a torn chunk is
-planted (as a non-atomic gateway or a copied local trail would leave it) and must end up in
-quarantine, and ``index.json`` is made to lag or removed, to be reconciled with the data."""
+SIGKILLed at random moments and, every other one, at a named point of the protocol (before and
+after a commit's claim, before and after sealing, in the middle of a checkpoint;
+``_s3_crash_setup.py``). Between rounds half a line is planted at the end of an open segment
+(as a gateway that is not atomic or a damaged copy would leave it) and must end up in
+quarantine, and ``index.json`` is made to lag, garbled or removed: no writer relies on it."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from _fault_proxy import BACKOFF_SCALE, FaultProxy, scaled_backoff
 from _s3_crash_setup import POINTS
 from conftest import options_for
 from trailstore_s3.backend import S3Backend
-from trailstore_s3.layout import chunk_name
 
+from trailstore.backends.logged import LogBackend
 from trailstore.testing import CrashKit
+from trailstore.testing.conformance import append_raw_to_log
 
 LEASE_SECONDS = 3.0
 #: the stop point of a writer never reached within this time after it opened: kill it anyway
@@ -48,41 +49,39 @@ class S3CrashKit(CrashKit):
         return POINT_TIMEOUT if arguments["point"] != "none" else 0.8
 
     def between_rounds(self) -> None:
-        self._plant_torn_chunk()
+        self._plant_torn_line()
         self._damage_index()
 
-    def _plant_torn_chunk(self) -> None:
-        """A chunk ending in half a line, above the counter, in some stream's open segment."""
+    def _plant_torn_line(self) -> None:
+        """Half a line at the end of some stream's open segment, as a gateway that is not
+        atomic or a damaged copy may leave it; the next writer's open must quarantine it."""
         backend = S3Backend(self.url, **self.storage_options)
-        state = backend.index.read()[0]
-        if not state.streams:
+        state = backend.store.open_state()
+        if state is None or not state.streams:
             return
         stream, segment = self.rng.choice(sorted(state.streams.items()))
-        event_id = state.last_event_id + 1
-        key = backend.location.chunk_key(stream, segment.number, chunk_name(event_id))
-        torn = b'{"event_id":%d,"timestamp":1.0,"doma' % event_id
-        backend.store.put(key, torn)
-        quarantine = backend.location.quarantine_key(stream, segment.number, chunk_name(event_id))
-        self.torn_planted.append((quarantine, torn + b"\n"))
-        self.lost.add(event_id)  # a reader may count it until a writer opens
+        torn = b'{"event_id":%d,"timestamp":1.0,"doma' % (state.reserved_through + 1)
+        append_raw_to_log(backend, stream.domain, stream.category, torn)
+        self.torn_planted.append((backend.store.layout.quarantine(stream, segment.number), torn))
 
     def _damage_index(self) -> None:
-        """Leave ``index.json`` lagging (in the original format) or remove it."""
+        """Leave ``index.json`` lagging (in the original format), garbled or removed."""
         backend = S3Backend(self.url, **self.storage_options)
-        key = backend.location.index_key
-        match self.rng.choice(["keep", "keep", "lagging", "missing"]):
+        index = f"{backend.location.root}/index.json"
+        match self.rng.choice(["keep", "lagging", "garbage", "missing"]):
             case "lagging":
-                etag = backend.index.read()[1]
                 lagging = b'{"last_event_id": %d}' % (max(self.acknowledged, default=0) // 2)
-                backend.store.put(key, lagging, if_match=etag)
+                backend.fs.pipe_file(index, lagging)
+            case "garbage":
+                backend.fs.pipe_file(index, b"\x00{garbage")
             case "missing":
-                backend.store.delete([key])
+                backend.fs.rm_file(index)
 
     def check(self) -> dict[int, bytes]:
         found = super().check()
-        store = S3Backend(self.url, **self.storage_options).store
+        fs = S3Backend(self.url, **self.storage_options).fs
         for quarantine, torn in self.torn_planted:
-            assert store.get(quarantine)[0] == torn, f"torn bytes not kept in {quarantine}"
+            assert fs.cat_file(quarantine) == torn + b"\n", f"torn bytes not kept in {quarantine}"
         return found
 
 
@@ -111,8 +110,7 @@ def _run(
 @pytest.fixture
 def short_lease(monkeypatch: pytest.MonkeyPatch) -> None:
     """The checking writer waits for a killed writer's lease only as long as the writers do."""
-    monkeypatch.setattr(S3Backend, "lease_seconds", LEASE_SECONDS)
-    monkeypatch.setattr(S3Backend, "seal_grace_seconds", 0.2)
+    monkeypatch.setattr(LogBackend, "lease_seconds", LEASE_SECONDS)
 
 
 def test_sigkilled_s3_writers_lose_nothing_acknowledged(
@@ -120,7 +118,7 @@ def test_sigkilled_s3_writers_lose_nothing_acknowledged(
 ) -> None:
     run = _run(fresh_trail_url, s3_options, 7, ["fsync", "batch"] * 2, kills_per_round=8)
     assert sum(run.kills.values()) >= 32
-    assert run.kills["random"] >= 10 and len(run.kills) >= 5
+    assert run.kills["random"] >= 10 and len(run.kills) >= 4  # random and protocol points
     assert len(run.acknowledged) > 100
 
 
@@ -131,7 +129,7 @@ def test_sigkilled_s3_writers_lose_nothing_acknowledged_long(
 ) -> None:
     run = _run(fresh_trail_url, s3_options, seed, ["fsync", "batch"] * 4, kills_per_round=12)
     assert sum(run.kills.values()) >= 96
-    assert set(run.kills) == {"random", *POINTS[1:]}
+    assert set(run.kills) >= {"random", *POINTS[1:5]}  # mid-checkpoint only when reached
 
 
 @pytest.mark.slow

@@ -2,9 +2,9 @@
 
 botocore retries 5xx answers and dropped connections by itself (legacy mode: 5 attempts). A
 retry of a request that took effect before its connection dropped must be harmless: a
-create-only chunk or segment PUT answered 412 holds our own bytes, an index compare-and-swap
-answered 412 may be our own write. Every acknowledged event must be in the trail exactly once,
-byte for byte, and IDs may be missing only for appends that raised.
+create-only commit, checkpoint or segment PUT answered 412 may hold our own bytes. Every
+acknowledged event must be in the trail exactly once, byte for byte, and IDs may be missing
+only for appends that raised.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import pytest
 from _fault_proxy import BACKOFF_SCALE, FaultProxy, scaled_backoff
 from _s3_trail import check, expected_line
 from conftest import options_for
+from s3fs import S3FileSystem
 from trailstore_s3.backend import S3Backend
-from trailstore_s3.store import ObjectStore
 
-from trailstore import AuditTrailWriter, ConflictError, FencedError, StorageError
+from trailstore import AuditTrailWriter, FencedError, StorageError
 from trailstore.events import AuditEvent
 from trailstore.testing import sample_event
 
@@ -163,9 +163,6 @@ def _verify(faulty: FaultProxy, url: str, appender: Appender, s3_endpoint: str) 
     fenced = [e for e in appender.errors if isinstance(e, FencedError)]
     assert not fenced, f"no writer was paused, yet some reported a lost lease: {fenced[:3]}"
     assert len(missing) <= appender.failed_events, "more IDs missing than appends failed"
-    backend = S3Backend(url, **options)
-    leftovers = [k for k in backend.store.list_keys(backend.location.root) if ".chunks/" in k]
-    assert not leftovers, f"chunks left after every writer closed: {leftovers[:5]}"
     assert sum(faulty.injected.values()) >= 0.05 * len(faulty.requests)
     assert set(faulty.injected) == {"500", "503", "slowdown", "drop_before", "drop_after", "delay"}
     assert faulty.precondition_failed > 0  # retries of PUTs that had landed were answered 412
@@ -203,85 +200,78 @@ def test_ten_percent_faults_lose_and_duplicate_nothing(
 # -- the same retries, one at a time --------------------------------------------------------
 
 
-def _lose_answer_once(
-    monkeypatch: pytest.MonkeyPatch, wanted: Callable[[str, bytes], bool], then: Callable[[], None]
+def _answer_lost_once(
+    monkeypatch: pytest.MonkeyPatch,
+    options: dict[str, Any],
+    wanted: Callable[[str], bool],
+    error: Exception,
 ) -> list[str]:
-    """Make the first PUT for which ``wanted(key, data)`` holds land, run ``then()``, and
-    answer 412 as the retry of a PUT whose answer was lost would be answered."""
-    original = ObjectStore.put
+    """Make the first write for which ``wanted(path)`` holds land, then raise ``error``, as a
+    request whose answer was lost is retried (412) or given up on."""
+    fs = S3FileSystem(**options)  # the instance every writer with these options shares
+    original = fs.pipe_file
     lost: list[str] = []
 
-    def put(self: ObjectStore, key: str, data: bytes, **kwargs: Any) -> str:
-        etag = original(self, key, data, **kwargs)
-        if not lost and wanted(key, data):
-            lost.append(key)
-            then()
-            raise ConflictError(f"precondition failed writing {key} (retry)")
-        return etag
+    def pipe_file(path: str, data: bytes, **kwargs: Any) -> None:
+        original(path, data, **kwargs)
+        if not lost and wanted(path):
+            lost.append(path)
+            raise error
 
-    monkeypatch.setattr(ObjectStore, "put", put)
+    monkeypatch.setattr(fs, "pipe_file", pipe_file)
     return lost
 
 
-def test_a_publish_that_landed_is_not_mistaken_for_a_takeover(
+def test_a_commit_whose_answer_was_lost_is_recognised_as_its_own(
     fresh_trail_url: str, s3_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = AuditTrailWriter(root_path=fresh_trail_url, storage_options=s3_options)
-    second = AuditTrailWriter(root_path=fresh_trail_url, storage_options=s3_options)
-
-    def second_writer_moves_on() -> None:
-        monkeypatch.undo()
-        assert second.append_event(**sample_event(1)).event_id == 2
-
-    lost = _lose_answer_once(
-        monkeypatch,
-        lambda key, data: key.endswith("index.json") and b'"lease"' not in data,
-        second_writer_moves_on,
-    )
-    assert first.append_event(**sample_event(0)).event_id == 1
+    with AuditTrailWriter(root_path=fresh_trail_url, storage_options=s3_options) as writer:
+        lost = _answer_lost_once(
+            monkeypatch, s3_options, lambda path: "/.trailstore/log/" in path, FileExistsError()
+        )
+        assert [writer.append_event(**sample_event(i)).event_id for i in range(2)] == [1, 2]
     assert lost
-    first.close()
-    second.close()
     found, missing = check(fresh_trail_url, s3_options, LIMIT, {})
     assert sorted(found) == [1, 2] and not missing
 
 
-def test_a_seal_that_landed_still_deletes_its_chunks(
+def test_a_seal_whose_answer_was_lost_still_completes(
     fresh_trail_url: str, s3_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lost = _lose_answer_once(
-        monkeypatch, lambda key, data: key.endswith("audit-000001.jsonl"), lambda: None
+    lost = _answer_lost_once(
+        monkeypatch, s3_options, lambda path: path.endswith("audit-000001.jsonl"), FileExistsError()
     )
-    with AuditTrailWriter(root_path=fresh_trail_url, storage_options=s3_options) as writer:
-        for i in range(3):
+    with AuditTrailWriter(
+        root_path=fresh_trail_url, storage_options=s3_options, max_file_size_bytes=400
+    ) as writer:
+        for i in range(4):
             writer.append_event(**sample_event(i))
     assert lost
-    backend = S3Backend(fresh_trail_url, **s3_options)
-    assert not [k for k in backend.store.list_keys(backend.location.root) if ".chunks/" in k]
-    assert check(fresh_trail_url, s3_options, LIMIT, {})[1] == set()
+    assert check(fresh_trail_url, s3_options, 400, {})[1] == set()
+    sealed = S3Backend(fresh_trail_url, **s3_options).store.sealed_segments()
+    assert 1 in sealed[next(iter(sealed))]
 
 
-def test_a_lease_taken_whose_answer_never_came_does_not_block_the_next_commit(
+def test_a_commit_that_landed_while_its_writer_gave_up_blocks_nothing(
     fresh_trail_url: str, s3_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The append raises (botocore gave up), yet its commit is in the log: the event is in
+    the trail under its ID (at least once, as after any lost answer), and the next append
+    neither waits nor reuses that ID."""
     writer = AuditTrailWriter(root_path=fresh_trail_url, storage_options=s3_options)
     assert writer.append_event(**sample_event(0)).event_id == 1
-    original = ObjectStore.put
-    landed: list[str] = []
-
-    def put(self: ObjectStore, key: str, data: bytes, **kwargs: Any) -> str:
-        etag = original(self, key, data, **kwargs)
-        if key.endswith("index.json") and b'"lease"' in data and not landed:
-            landed.append(key)
-            raise StorageError("connection reset; botocore gave up retrying")
-        return etag
-
-    monkeypatch.setattr(ObjectStore, "put", put)
+    lost = _answer_lost_once(
+        monkeypatch,
+        s3_options,
+        lambda path: "/.trailstore/log/" in path,
+        OSError("connection reset; botocore gave up retrying"),
+    )
     with pytest.raises(StorageError, match="gave up"):
         writer.append_event(**sample_event(1))
+    assert lost
     started = time.monotonic()
     assert writer.append_event(**sample_event(2)).event_id == 3
-    assert time.monotonic() - started < S3Backend.lease_seconds / 2
+    assert time.monotonic() - started < 1.0
     writer.close()
     found, missing = check(fresh_trail_url, s3_options, LIMIT, {})
-    assert sorted(found) == [1, 3] and missing == {2}
+    assert sorted(found) == [1, 2, 3] and not missing

@@ -36,7 +36,7 @@ from trailstore.store.log import CommitTakenError, LogStore
 
 log = logging.getLogger("trailstore")
 
-_FIRST_DELAY = 0.005
+_FIRST_DELAY = 0.01
 _MAX_DELAY = 0.1
 #: IDs a ``batch`` session reserves at a time (more as it needs them)
 RESERVE_BLOCK = 1024
@@ -140,8 +140,11 @@ class LogBackend(Backend):
         return LogSession(self, max_segment_bytes, hand_out=hand_out)
 
     def _current(self, marker: int | None) -> TrailState:
-        """The newest state: the cached one if the coordinator's marker says nobody else
-        committed since, else caught up from the log (opened, or bootstrapped, the first time)."""
+        """The state to build the next commit on: read afresh the first time (bootstrapped
+        for a trail without a log) and after a long idle spell; under a lock, caught up when
+        the marker shows another writer committed since; else the cached one, as a claim on a
+        stale state fails and is retried on the newer one (no request before an uncontended
+        commit)."""
         state = self._state
         if state is None or time.time() - self._refreshed_at > self.log_retention_seconds / 2:
             state = self.store.open_state()
@@ -149,7 +152,7 @@ class LogBackend(Backend):
                 state = self.store.bootstrap()
                 self.store.write_checkpoint(state, retention=self.log_retention_seconds)
             self._refreshed_at = time.time()
-        elif not (self.coordinator.exclusive and marker == state.seq):
+        elif self.coordinator.exclusive and marker != state.seq:
             state = self.refresh()
         self._state = state
         return state
@@ -165,6 +168,7 @@ class LogBackend(Backend):
         """Take a claimed commit into the state; seal what it completed; checkpoint."""
         assert self._state is not None
         state = self._state.after(commit)
+        self._refreshed_at = time.time()  # it had to be the newest state for the claim to win
         for stream, number, holders in state.unsealed:
             try:
                 self.store.seal(stream, number, holders)
@@ -204,7 +208,7 @@ class LogBackend(Backend):
             torn = lines.pop()
             quarantine = self.store.layout.quarantine(stream, segment.number)
             self.fs.pipe_file(quarantine, torn + b"\n")
-            self.fs.pipe_file(self.store.layout.segment(stream, segment.number), b"".join(lines))
+            self.store.write_sealed(stream, segment.number, b"".join(lines))
             log.warning(
                 "repaired torn tail of %s segment %d: %d bytes moved to %s",
                 stream, segment.number, len(torn), quarantine,
@@ -383,8 +387,7 @@ class LogSession(CommitSession):
                 backend.coordinator.claim(backend.store, commit)
             except CommitTakenError:
                 backend.refresh()
-                time.sleep(random.uniform(0, delay))
-                delay = min(delay * 2, _MAX_DELAY)
+                delay = _back_off(delay)
                 continue
             backend.committed(commit)
             self._first, self._lease = first, lease
@@ -416,8 +419,7 @@ class LogSession(CommitSession):
                 backend.coordinator.claim(backend.store, commit)
             except CommitTakenError:
                 backend.refresh()
-                time.sleep(random.uniform(0, delay))
-                delay = min(delay * 2, _MAX_DELAY)
+                delay = _back_off(delay)
                 continue
             backend.committed(commit)
             self._lease = None
@@ -428,7 +430,7 @@ class LogSession(CommitSession):
         one is)."""
         backend = self._backend
         delay = _FIRST_DELAY
-        state = backend.refresh() if not backend.coordinator.exclusive else backend._state
+        state = backend._state
         assert state is not None
         while (
             state.lease is not None
@@ -493,6 +495,13 @@ class LogSession(CommitSession):
         if self._open:
             self._open = False
             self._backend.end_session()
+
+
+def _back_off(delay: float) -> float:
+    """After a lost claim, wait a random moment up to ``delay`` (so that contending writers
+    spread out) and return the next, doubled, bound."""
+    time.sleep(random.uniform(0, delay))
+    return min(delay * 2, _MAX_DELAY)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,10 @@ from trailstore.store.layout import Layout, parse_checkpoint_name, parse_sequenc
 log = logging.getLogger("trailstore")
 
 
+#: commits read at once when catching up with other writers
+CATCH_UP_WINDOW = 4
+
+
 class CommitTakenError(Exception):
     """Another writer created the commit of that number first."""
 
@@ -62,7 +66,7 @@ class LogStore:
         except FileExistsError as exc:
             # a retried write whose first attempt landed (its answer lost) finds itself
             try:
-                mine = self.fs.cat_file(path) == data
+                mine = self.fresh().cat_file(path) == data
             except FileNotFoundError:
                 mine = False  # not readable yet: the caller reads the log again and retries
             if not mine:
@@ -77,7 +81,7 @@ class LogStore:
         missing = [seq for seq in wanted if seq not in found]
         if missing:
             paths = {self._key(self.layout.log(seq)): seq for seq in missing}
-            bodies = self.fs.cat(list(paths), on_error="omit")
+            bodies = self.fresh().cat(list(paths), on_error="omit")
             for path, data in bodies.items():
                 seq = paths[self._key(path)]
                 found[seq] = self._commits[seq] = self._decode(seq, data)
@@ -134,25 +138,21 @@ class LogStore:
         """The newest checkpoint that parses, ``None`` without one."""
         for seq, _, path in self.checkpoints():
             try:
-                return TrailState.decode(self.fs.cat_file(path))
+                return TrailState.decode(self.fresh().cat_file(path))
             except (FileNotFoundError, DamagedCommitError) as exc:
                 log.warning("skipping checkpoint %d of %s: %s", seq, self.url, exc)
         return None
 
     def catch_up(self, state: TrailState) -> TrailState:
-        """``state`` with every commit after it added, read one number after another until
-        the next does not exist."""
+        """``state`` with every commit after it added: the next numbers are read a window at a
+        time (concurrently where the filesystem can), until one does not exist."""
         while True:
-            nxt = state.seq + 1
-            commit = self._commits.get(nxt)
-            if commit is None:
-                try:
-                    data = self.fs.cat_file(self.layout.log(nxt))
-                except FileNotFoundError:
+            window = range(state.seq + 1, state.seq + 1 + CATCH_UP_WINDOW)
+            found = self.read_commits(window)
+            for seq in window:
+                if seq not in found:
                     return state
-                commit = self._decode(nxt, data)
-                self._commits[nxt] = commit
-            state = state.after(commit)
+                state = state.after(found[seq])
 
     def open_state(self) -> TrailState | None:
         """The state as of the newest commit: the newest checkpoint plus the commits listed
@@ -227,8 +227,11 @@ class LogStore:
 
     def seal(self, stream: StreamKey, number: int, holders: Iterable[int]) -> None:
         """Copy a complete segment's lines out of its commits into its sealed object."""
-        data = b"".join(self.commit_lines(stream, number, holders))
-        with contextlib.suppress(FileExistsError):  # sealed by another writer: the same lines
+        self.write_sealed(stream, number, b"".join(self.commit_lines(stream, number, holders)))
+
+    def write_sealed(self, stream: StreamKey, number: int, data: bytes) -> None:
+        """Create a sealed segment (once: another writer sealing it wrote the same lines)."""
+        with contextlib.suppress(FileExistsError):
             self.fs.pipe_file(self.layout.segment(stream, number), data, mode="create")
 
     def segment_holders(self, state: TrailState) -> dict[StreamKey, dict[int, tuple[int, ...]]]:
@@ -251,7 +254,7 @@ class LogStore:
         for stream, numbers in self.sealed_segments().items():
             streams[stream] = OpenSegment(max(numbers) + 1, 0)
             for number in sorted(numbers, reverse=True):
-                data = self.fs.cat_file(self.layout.segment(stream, number))
+                data = self.fresh().cat_file(self.layout.segment(stream, number))
                 ids = [line_event_id(line) for line in data.splitlines()]
                 found = [event_id for event_id in ids if event_id is not None]
                 if found:
@@ -262,7 +265,7 @@ class LogStore:
     def read_index(self) -> int | None:
         """``last_event_id`` of ``index.json``, ``None`` if it is missing or unreadable."""
         try:
-            value = json.loads(self.fs.cat_file(self.layout.index))["last_event_id"]
+            value = json.loads(self.fresh().cat_file(self.layout.index))["last_event_id"]
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:

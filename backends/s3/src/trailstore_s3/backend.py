@@ -36,19 +36,20 @@ class S3Backend(LogBackend):
         return super().trail_exists()
 
     def _require_bucket(self) -> None:
+        """Refuse, in S3's terms, a bucket that is missing, denied or out of reach."""
+        bucket = self.location.bucket
+        self.fs.invalidate_cache(bucket)
         try:
-            found = self.fs.exists(self.location.bucket)
+            self.fs.info(bucket)
+        except FileNotFoundError as exc:
+            raise StorageError(f"bucket {bucket!r} of trail {self.url} does not exist") from exc
         except PermissionError as exc:
             raise StorageError(
                 f"access to {self.url} denied ({exc}): check the credentials and permissions "
                 "in storage_options"
             ) from exc
-        except OSError as exc:
+        except Exception as exc:  # botocore's connection errors are not OSErrors
             raise StorageError(
                 f"cannot reach {self.url}: the endpoint is unreachable or refused the "
                 f"connection ({exc})"
             ) from exc
-        if not found:
-            raise StorageError(
-                f"bucket {self.location.bucket!r} of trail {self.url} does not exist"
-            )
