@@ -9,13 +9,18 @@ FLOOR_VENV := .venv-floor
 
 .PHONY: setup demo test test-all test-floor lint bench bench-quick clean
 
+EMULATORS := tests/emulators/node_modules/.package-lock.json
+
 $(INSTALLED): pyproject.toml backends/s3/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]' -e backends/s3
 	touch $(INSTALLED)
 
-setup: $(INSTALLED)  ## create .venv and install trailstore, the S3 plugin and the dev tools
+$(EMULATORS): tests/emulators/package-lock.json  # Azurite, for the Azure tests (npm)
+	npm ci --prefix tests/emulators --no-audit --no-fund --loglevel=error
+
+setup: $(INSTALLED) $(EMULATORS)  ## create .venv (trailstore, the S3 plugin, dev tools); Azurite
 
 demo: $(INSTALLED)  ## write, query and replay a demo trail in ./trailstore-demo
 	$(BIN)/trailstore demo
@@ -25,13 +30,13 @@ lint: $(INSTALLED)  ## ruff and mypy (strict)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
-test: lint  ## lint, then every test except those marked slow
+test: lint $(EMULATORS)  ## lint, then every test except those marked slow
 	$(BIN)/pytest -m "not slow"
 
-test-all: lint  ## lint, then every test including the slow ones
+test-all: lint $(EMULATORS)  ## lint, then every test including the slow ones
 	$(BIN)/pytest
 
-test-floor:  ## the S3 and core tests on the lowest declared versions of every dependency
+test-floor: $(EMULATORS)  ## the fast tests on the lowest declared version of every dependency
 	rm -rf $(FLOOR_VENV)
 	$(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip

@@ -1,5 +1,6 @@
-"""Map a trail URL to a backend: built-ins first, then plugins of the ``trailstore.backends``
-entry-point group (one entry point per URL scheme).
+"""Map a trail URL to a backend: backends registered in this process, the built-ins, plugins of
+the ``trailstore.backends`` entry-point group (one entry point per URL scheme), and for any other
+scheme fsspec knows, a trail on that filesystem (``backends/fsspec_url.py``).
 
 Backends are imported only when a URL needs one, so ``import trailstore`` works where one of
 them cannot load (the local-disk backend needs POSIX ``fcntl``, absent on Windows).
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from fsspec.core import split_protocol
+from fsspec.registry import known_implementations
+from fsspec.registry import registry as registered_implementations
 
 from trailstore.backend import Backend
 from trailstore.errors import BackendNotFoundError
@@ -26,6 +29,8 @@ BUILTIN_BACKENDS = {
 }
 #: schemes served by plugin distributions that exist, and the distribution to install
 KNOWN_PLUGINS = {"s3": "trailstore-s3", "s3a": "trailstore-s3"}
+#: any other scheme fsspec knows: a trail kept as a log of commits on that filesystem
+FSSPEC_BACKEND = "trailstore.backends.fsspec_url:FsspecBackend"
 _REGISTERED: dict[str, type[Backend] | str] = {}
 
 
@@ -69,10 +74,12 @@ def backend_class(scheme: str) -> type[Backend]:
             f"no trailstore backend is installed for {scheme}:// URLs; install it: "
             f"pip install {KNOWN_PLUGINS[scheme]}"
         )
+    if scheme in known_implementations or scheme in registered_implementations:
+        return _load(scheme, FSSPEC_BACKEND)
     raise BackendNotFoundError(
-        f"no trailstore backend is installed for {scheme}:// URLs, and no known plugin serves "
-        f"them; to add one, subclass trailstore.Backend and register the class under the "
-        f"entry-point group {ENTRY_POINT_GROUP!r} with the name {scheme!r}"
+        f"no trailstore backend and no fsspec filesystem serve {scheme}:// URLs; to add one, "
+        f"subclass trailstore.Backend and register the class under the entry-point group "
+        f"{ENTRY_POINT_GROUP!r} with the name {scheme!r}"
     )
 
 

@@ -119,7 +119,7 @@ def test_sigkilled_s3_writers_lose_nothing_acknowledged(
     run = _run(fresh_trail_url, s3_options, 7, ["fsync", "batch"] * 2, kills_per_round=8)
     assert sum(run.kills.values()) >= 32
     assert run.kills["random"] >= 10 and len(run.kills) >= 4  # random and protocol points
-    assert len(run.acknowledged) > 100
+    assert len(run.acknowledged) >= 20  # not a vacuous run
 
 
 @pytest.mark.slow
