@@ -38,9 +38,8 @@ class S3Backend(LogBackend):
     def _require_bucket(self) -> None:
         """Refuse, in S3's terms, a bucket that is missing, denied or out of reach."""
         bucket = self.location.bucket
-        self.fs.invalidate_cache(bucket)
         try:
-            self.fs.info(bucket)
+            self.fs.call_s3("head_bucket", Bucket=bucket)
         except FileNotFoundError as exc:
             raise StorageError(f"bucket {bucket!r} of trail {self.url} does not exist") from exc
         except PermissionError as exc:
