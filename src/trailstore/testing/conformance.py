@@ -609,7 +609,11 @@ class BackendConformance:
         backend.open_for_writing()
         if not backend.exclusive_sessions:
             pytest.skip("sessions are optimistic (see the two-backend test)")
-        context = multiprocessing.get_context("fork" if backend.survives_fork else "spawn")
+        context = (
+            multiprocessing.get_context("fork")
+            if backend.survives_fork
+            else multiprocessing.get_context("spawn")
+        )
         began = context.Queue()
         held = backend.begin(max_segment_bytes=4096)
         child = context.Process(
