@@ -115,8 +115,14 @@ class LocalLock:
 
     def write(self, value: int) -> None:
         """Set the counter (under the lock)."""
+        self._put(b"%20d\n" % value)
+
+    def mark_busy(self) -> None:
+        """Make the counter unreadable (``read`` gives ``None``) until the next ``write``."""
+        self._put(b"%20s\n" % b"busy")
+
+    def _put(self, data: bytes) -> None:
         assert self._counter_fd is not None
-        data = b"%20d\n" % value
         if os.pwrite(self._counter_fd, data, 0) != len(data):
             raise OSError(errno.EIO, "short write to the counter file")
 
@@ -172,9 +178,14 @@ class LockedCommits(Coordinator):
         self.lock = LocalLock(directory)
 
     def enter(self) -> int | None:
+        """The marker, replaced by "busy" until ``leave``: a writer killed in between (a
+        ``batch`` writer holding handed-out IDs) leaves no marker, so the next one reads the
+        log instead of trusting the state it had cached."""
         self.lock.acquire()
         try:
-            return self.lock.read()
+            marker = self.lock.read()
+            self.lock.mark_busy()
+            return marker
         except BaseException:
             self.lock.release()
             raise

@@ -627,6 +627,33 @@ class BackendConformance:
         child.join(timeout=30)
         assert moment >= released, "a second process began while the first held the trail"
 
+    def test_ids_a_killed_batch_writer_handed_out_are_not_reused_by_a_running_writer(
+        self, open_writer: Any, backend: Backend, trail_url: str, storage_options: dict[str, Any]
+    ) -> None:
+        """A writer open before the killed one handed out its IDs must still see them spent
+        (whatever it had cached about the trail)."""
+        if not (backend.persistent and backend.supports_concurrent_processes):
+            pytest.skip("the trail is not shared by processes")
+        with open_writer() as running:
+            running.append_event(**sample_event(0))
+            context = (
+                multiprocessing.get_context("fork")
+                if backend.survives_fork
+                else multiprocessing.get_context("spawn")
+            )
+            handed = context.Queue()
+            child = context.Process(
+                target=_hand_out_and_wait, args=(trail_url, storage_options, handed)
+            )
+            child.start()
+            try:
+                handed_out = handed.get(timeout=60)
+            finally:
+                child.kill()
+                child.join(timeout=30)
+            after = running.append_event(**sample_event(1)).event_id
+        assert after > handed_out, f"ID {handed_out} handed out by the killed writer was reused"
+
     @pytest.mark.parametrize("link", ["shop", "shop/orders", "shop/orders/audit-000001.jsonl"])
     def test_symlinks_below_the_root_are_refused_and_never_written_through(
         self,
@@ -719,6 +746,14 @@ def _begin_in_a_process(url: str, options: dict[str, Any], began: Any) -> None:
     session = backend.begin(max_segment_bytes=4096)
     began.put(time.time())
     session.abort()
+
+
+def _hand_out_and_wait(url: str, options: dict[str, Any], handed: Any) -> None:
+    writer = AuditTrailWriter(
+        root_path=url, storage_options=options, durability="batch", flush_interval=3600
+    )
+    handed.put(writer.append_event(**sample_event(7)).event_id)
+    time.sleep(3600)  # killed here, holding its handed-out ID
 
 
 def _append_expecting_refusal(writer: AuditTrailWriter, told: Any) -> None:
