@@ -6,9 +6,9 @@ import random
 import time
 from typing import Any
 
-from trailstore.backends import local
+from trailstore.store import appending
 
-_real_write_all = local._write_all
+_real_write_all = appending.write_all
 
 
 def short_writes() -> None:
@@ -23,4 +23,4 @@ def short_writes() -> None:
             view = view[len(piece) :]
             time.sleep(0.0002)
 
-    local._write_all = slowly
+    appending.write_all = slowly

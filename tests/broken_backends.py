@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from trailstore.backend import CommitSession
-from trailstore.backends import local
+from trailstore.backend import CommitSession, segment_name
 from trailstore.backends.local import LocalBackend
+from trailstore.coordinators.local_lock import LocalLock
 from trailstore.registry import register_backend
+from trailstore.store.appending import AppendingStore, AppendSegment
 
 
 class ForgetfulBackend(LocalBackend):
@@ -20,10 +21,7 @@ class ForgetfulBackend(LocalBackend):
         return super().begin(max_segment_bytes=max_segment_bytes, hand_out=False)
 
 
-class LinkFollowingBackend(LocalBackend):
-    """Opens stream directories and segments through symbolic links (its repair of torn
-    tails still refuses them)."""
-
+class _LinkFollowingStore(AppendingStore):
     def _stream_directory(self, stream: Any, *, create: bool) -> int | None:
         path = self.root / stream.domain / stream.category
         if not path.exists() and not create:
@@ -31,32 +29,44 @@ class LinkFollowingBackend(LocalBackend):
         path.mkdir(parents=True, exist_ok=True)
         return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
 
-    def _open_segment(self, stream: Any, number: int) -> Any:
+    def _open_segment(self, stream: Any, number: int) -> AppendSegment:
         directory = self._stream_directory(stream, create=True)
-        name = local.segment_name(number)
+        name = segment_name(number)
         fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644, dir_fd=directory)
         held = os.fstat(fd)
         relative = f"{stream.domain}/{stream.category}/{name}"
-        return local._OpenSegment(
-            stream, number, fd, held.st_size, relative, (held.st_ino, held.st_dev)
-        )
+        return AppendSegment(stream, number, fd, held.st_size, relative, (held.st_ino, held.st_dev))
 
-    def _names_open_file(self, segment: Any) -> bool:
+    def names_open_file(self, segment: AppendSegment) -> bool:
         return True
+
+
+class LinkFollowingBackend(LocalBackend):
+    """Opens stream directories and segments through symbolic links (its repair of torn
+    tails still refuses them)."""
+
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        super().__init__(url, **storage_options)
+        self.store = _LinkFollowingStore(self.root)
+
+
+class _ThreadOnlyLock(LocalLock):
+    def acquire(self) -> bool:
+        self._thread_lock.acquire()
+        if self.directory_fd is None:
+            self.directory_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        return self._open_counter()
+
+    def release(self) -> None:
+        self._thread_lock.release()
 
 
 class UnlockedBackend(LocalBackend):
     """Takes no lock between processes or backend instances, only its own thread lock."""
 
-    def _acquire(self) -> None:
-        self._thread_lock.acquire()
-        if self._root_fd is None:
-            self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-        if self._counter_fd is None:
-            self._counter_fd = os.open(self.root / local.LOCK_NAME, os.O_RDWR | os.O_CREAT)
-
-    def _release(self) -> None:
-        self._thread_lock.release()
+    def __init__(self, url: str, **storage_options: Any) -> None:
+        super().__init__(url, **storage_options)
+        self.lock = _ThreadOnlyLock(self.root)
 
 
 class SpendingAbortBackend(LocalBackend):
@@ -67,7 +77,7 @@ class SpendingAbortBackend(LocalBackend):
         abort = session.abort
 
         def spending_abort() -> None:
-            self._write_counter(session._end)  # type: ignore[attr-defined]
+            self.lock.write(session._end)  # type: ignore[attr-defined]
             self._known_counter = session._end  # type: ignore[attr-defined]
             abort()
 

@@ -14,9 +14,10 @@ from typing import Any, NoReturn
 
 import pytest
 
-from trailstore.backends import local
 from trailstore.backends.memory import MemoryBackend
+from trailstore.coordinators.local_lock import COUNTER_NAME
 from trailstore.registry import local_path, open_backend
+from trailstore.store import appending
 from trailstore.testing import BackendConformance, CrashConformance, CrashKit
 from trailstore.testing.conformance import append_raw_to_log
 
@@ -52,7 +53,7 @@ class TestLocalBackend(BackendConformance, CrashConformance):
     @contextlib.contextmanager
     def failing_writes(self, trail_url: str, storage_options: dict[str, Any]) -> Iterator[None]:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(local, "_write_all", _disk_full)
+            patch.setattr(appending, "write_all", _disk_full)
             yield
 
     @pytest.fixture
@@ -66,7 +67,7 @@ class TestLocalBackend(BackendConformance, CrashConformance):
         """Leave ``index.json`` or the counter file as a crash or an operator might. The
         counter is kept in both, so that either alone may be lost, lag or hold garbage."""
         root = local_path(kit.url)
-        index, counter = root / "index.json", root / local.LOCK_NAME
+        index, counter = root / "index.json", root / COUNTER_NAME
         highest = max(kit.acknowledged, default=0)
         match kit.rng.choice(["keep", "lagging", "missing", "empty", "garbage", "counter"]):
             case "lagging":

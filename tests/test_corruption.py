@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from trailstore import AuditTrailReader, AuditTrailWriter
 from trailstore.backend import StreamKey, parse_segment_name
-from trailstore.backends import local
 from trailstore.backends.local import LocalBackend
+from trailstore.coordinators.local_lock import COUNTER_NAME
 from trailstore.encoding import decode_line
 from trailstore.events import AuditEvent
 from trailstore.testing import sample_event
@@ -268,7 +268,7 @@ def test_segment_gone_between_listing_and_reading_is_reported(
     assert reader.report.missing_segments == 1
 
 
-@pytest.mark.parametrize("name", ["index.json", local.LOCK_NAME])
+@pytest.mark.parametrize("name", ["index.json", COUNTER_NAME])
 @pytest.mark.parametrize("kind", ["directory", "nested", "huge", "binary"])
 def test_hostile_counter_files_do_not_stop_the_reader(
     template: Path, copy_of: Any, name: str, kind: str

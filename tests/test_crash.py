@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from trailstore import AuditTrailReader, AuditTrailWriter
-from trailstore.backends import local
+from trailstore.coordinators.local_lock import COUNTER_NAME
 from trailstore.testing import sample_event
 
 # -- the counter's persisted forms, damaged between writers ------------------------------------
@@ -31,7 +31,7 @@ def test_garbage_or_missing_counter_file_is_rebuilt_from_the_data(
     tmp_path: Path, counter: bytes | None
 ) -> None:
     _write(tmp_path, 12)
-    lock = tmp_path / local.LOCK_NAME
+    lock = tmp_path / COUNTER_NAME
     if counter is None:
         lock.unlink()
     else:
@@ -43,7 +43,7 @@ def test_garbage_or_missing_counter_file_is_rebuilt_from_the_data(
 
 def test_index_ahead_of_the_data_is_kept_and_reported_as_a_gap(tmp_path: Path) -> None:
     _write(tmp_path, 4)
-    (tmp_path / local.LOCK_NAME).unlink()
+    (tmp_path / COUNTER_NAME).unlink()
     (tmp_path / "index.json").write_text(json.dumps({"last_event_id": 9}))
     _write(tmp_path, 1)
     reader = AuditTrailReader(root_path=tmp_path)
@@ -54,7 +54,7 @@ def test_index_ahead_of_the_data_is_kept_and_reported_as_a_gap(tmp_path: Path) -
 def test_counter_file_garbled_while_a_writer_is_open_is_rebuilt(tmp_path: Path) -> None:
     with AuditTrailWriter(root_path=tmp_path) as writer:
         writer.append_event(**sample_event(0))
-        (tmp_path / local.LOCK_NAME).write_bytes(b"garbage")
+        (tmp_path / COUNTER_NAME).write_bytes(b"garbage")
         assert writer.append_event(**sample_event(1)).event_id == 2
     assert _ids(tmp_path) == [1, 2]
 
@@ -62,7 +62,7 @@ def test_counter_file_garbled_while_a_writer_is_open_is_rebuilt(tmp_path: Path) 
 def test_counter_file_deleted_while_writers_are_open_keeps_ids_unique(tmp_path: Path) -> None:
     first = AuditTrailWriter(root_path=tmp_path)
     first.append_event(**sample_event(0))
-    (tmp_path / local.LOCK_NAME).unlink()
+    (tmp_path / COUNTER_NAME).unlink()
     second = AuditTrailWriter(root_path=tmp_path)
     returned = [second.append_event(**sample_event(1)).event_id]
     returned.append(first.append_event(**sample_event(2)).event_id)

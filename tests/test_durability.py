@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from trailstore import AuditTrailReader, AuditTrailWriter, WriterClosedError
-from trailstore.backends import local
 from trailstore.testing import sample_event
 
 
@@ -32,7 +31,7 @@ def test_concurrent_fsync_appenders_share_syncs(
         time.sleep(0.002)  # a disk that takes a moment, as real ones do
         real_fdatasync(fd)
 
-    monkeypatch.setattr(local.os, "fdatasync", counting_fdatasync)
+    monkeypatch.setattr(os, "fdatasync", counting_fdatasync)
     writer = AuditTrailWriter(root_path=tmp_path)
     threads = [
         threading.Thread(target=lambda: [writer.append_event(**sample_event(i)) for i in range(25)])
@@ -49,7 +48,7 @@ def test_concurrent_fsync_appenders_share_syncs(
 
 def test_flush_mode_does_not_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    monkeypatch.setattr(local.os, "fdatasync", calls.append)
+    monkeypatch.setattr(os, "fdatasync", calls.append)
     with AuditTrailWriter(root_path=tmp_path, durability="flush") as writer:
         writer.append_event(**sample_event(0))
     assert calls == []

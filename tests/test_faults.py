@@ -21,6 +21,7 @@ import pytest
 
 from trailstore import AuditTrailReader, AuditTrailWriter, StorageError
 from trailstore.backends import local
+from trailstore.coordinators.local_lock import COUNTER_NAME
 from trailstore.testing import sample_event
 
 REAL_OPEN = os.open
@@ -67,7 +68,7 @@ def test_failed_fdatasync_rolls_back_and_spends_no_id(
     with AuditTrailWriter(root_path=tmp_path) as writer:
         writer.append_event(**sample_event(0))
         before = _snapshot(tmp_path)
-        monkeypatch.setattr("trailstore.backends.local.os.fdatasync", _disk_full)
+        monkeypatch.setattr(os, "fdatasync", _disk_full)
         with pytest.raises(StorageError, match="No space left"):
             writer.append_events([sample_event(1), sample_event(2, category="refunds")])
         assert _snapshot(tmp_path) == before
@@ -85,9 +86,7 @@ def test_failure_opening_the_next_segment_rolls_back_the_first_part_of_the_batch
     with AuditTrailWriter(root_path=tmp_path, max_file_size_bytes=3 * line + 10) as writer:
         writer.append_event(**sample_event(1))
         before = _snapshot(tmp_path)
-        monkeypatch.setattr(
-            "trailstore.backends.local.os.open", _fail_open_of("audit-000002.jsonl", _denied)
-        )
+        monkeypatch.setattr(os, "open", _fail_open_of("audit-000002.jsonl", _denied))
         with pytest.raises(StorageError, match="Permission denied"):
             writer.append_events([sample_event(i) for i in range(2, 6)])  # 1 fits, 3 spill
         assert _snapshot(tmp_path) == before
@@ -120,11 +119,9 @@ def test_failure_in_the_second_stream_of_a_batch_rolls_back_the_first(
             return REAL_WRITE(fd, data)
 
         if where == "write":
-            monkeypatch.setattr("trailstore.backends.local.os.write", second_write_fails)
+            monkeypatch.setattr(os, "write", second_write_fails)
         else:  # the second stream is new and its first segment cannot be created
-            monkeypatch.setattr(
-                "trailstore.backends.local.os.open", _fail_open_of("audit-000001.jsonl", _denied)
-            )
+            monkeypatch.setattr(os, "open", _fail_open_of("audit-000001.jsonl", _denied))
         batch = [sample_event(i, category=("orders", "refunds")[i % 2]) for i in range(4)]
         with pytest.raises(StorageError):
             writer.append_events(batch)
@@ -143,7 +140,7 @@ def test_failed_index_refresh_keeps_the_commit_and_the_next_open_reconciles(
     monkeypatch.setattr(local, "INDEX_REFRESH_SECONDS", 0.0)
     with AuditTrailWriter(root_path=tmp_path) as writer:
         writer.append_event(**sample_event(0))
-        monkeypatch.setattr("trailstore.backends.local.os.replace", _disk_full)
+        monkeypatch.setattr(os, "replace", _disk_full)
         assert writer.append_event(**sample_event(1)).event_id == 2
         monkeypatch.undo()
         assert writer.append_event(**sample_event(2)).event_id == 3
@@ -156,8 +153,8 @@ def test_unwritable_index_while_rebuilding_a_garbled_counter_still_rebuilds_it(
 ) -> None:
     with AuditTrailWriter(root_path=tmp_path) as writer:
         writer.append_event(**sample_event(0))
-        (tmp_path / local.LOCK_NAME).write_bytes(b"garbage")
-        monkeypatch.setattr("trailstore.backends.local.os.replace", _denied)
+        (tmp_path / COUNTER_NAME).write_bytes(b"garbage")
+        monkeypatch.setattr(os, "replace", _denied)
         assert writer.append_event(**sample_event(1)).event_id == 2
         monkeypatch.undo()
         assert writer.append_event(**sample_event(2)).event_id == 3
@@ -169,7 +166,7 @@ def test_unwritable_index_at_open_and_close_leaves_it_lagging_not_the_trail_brok
 ) -> None:
     AuditTrailWriter(root_path=tmp_path).close()
     (tmp_path / "index.json").unlink()
-    monkeypatch.setattr("trailstore.backends.local.os.replace", _disk_full)
+    monkeypatch.setattr(os, "replace", _disk_full)
     writer = AuditTrailWriter(root_path=tmp_path)
     writer.append_event(**sample_event(0))
     writer.close()
@@ -183,7 +180,7 @@ def test_unwritable_index_at_open_and_close_leaves_it_lagging_not_the_trail_brok
 def test_failure_to_open_the_trail_is_a_storage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("trailstore.backends.local.os.open", _fail_open_of(tmp_path.name, _denied))
+    monkeypatch.setattr(os, "open", _fail_open_of(tmp_path.name, _denied))
     with pytest.raises(StorageError, match="Permission denied"):
         AuditTrailWriter(root_path=tmp_path)
 
@@ -200,8 +197,8 @@ def test_rollback_that_cannot_truncate_gives_up_the_ids_instead_of_reusing_them(
         REAL_WRITE(fd, bytes(data)[: bytes(data).index(b"\n") + 1])
         _disk_full()
 
-    monkeypatch.setattr("trailstore.backends.local.os.write", first_line_then_disk_full)
-    monkeypatch.setattr("trailstore.backends.local.os.ftruncate", lambda *_: _disk_full())
+    monkeypatch.setattr(os, "write", first_line_then_disk_full)
+    monkeypatch.setattr(os, "ftruncate", lambda *_: _disk_full())
     with pytest.raises(StorageError):
         writer.append_events([sample_event(1), sample_event(2)])
     monkeypatch.undo()
@@ -225,7 +222,7 @@ def test_batch_flush_failure_raises_from_flush_and_keeps_the_handed_out_ids_spen
     before = _snapshot(tmp_path)
     for i in range(3):
         writer.append_event(**sample_event(i, category=("orders", "refunds")[i % 2]))
-    monkeypatch.setattr("trailstore.backends.local.os.fdatasync", _disk_full)
+    monkeypatch.setattr(os, "fdatasync", _disk_full)
     with pytest.raises(StorageError, match="No space left"):
         writer.flush()
     assert _snapshot(tmp_path) == before
@@ -247,7 +244,7 @@ def test_background_flush_failure_raises_from_the_next_append(
         _disk_full()
 
     writer = AuditTrailWriter(root_path=tmp_path, durability="batch", flush_interval=0.05)
-    monkeypatch.setattr("trailstore.backends.local.os.fdatasync", disk_full_once_seen)
+    monkeypatch.setattr(os, "fdatasync", disk_full_once_seen)
     writer.append_event(**sample_event(0))
     assert attempted.wait(10)
     time.sleep(0.05)  # let the flusher finish its rollback and record the error
@@ -266,7 +263,7 @@ def test_batch_failure_at_close_raises_from_close(
 ) -> None:
     writer = AuditTrailWriter(root_path=tmp_path, durability="batch", flush_interval=60)
     writer.append_event(**sample_event(0))
-    monkeypatch.setattr("trailstore.backends.local.os.fdatasync", _disk_full)
+    monkeypatch.setattr(os, "fdatasync", _disk_full)
     with pytest.raises(StorageError, match="No space left"):
         writer.close()
     monkeypatch.undo()
@@ -280,20 +277,20 @@ def test_batch_failure_at_close_raises_from_close(
 ZOMBIE = """
 import os, signal, sys
 from trailstore import AuditTrailWriter
-from trailstore.backends import local
+from trailstore.store import appending
 from trailstore.testing import sample_event
 
-real_write_all = local._write_all
+real_write_all = appending.write_all
 
 def pause_once(fd, data):
-    local._write_all = real_write_all
+    appending.write_all = real_write_all
     print("paused", flush=True)
     os.kill(os.getpid(), signal.SIGSTOP)  # counter advanced, lock held, nothing written yet
     real_write_all(fd, data)
 
 writer = AuditTrailWriter(root_path=sys.argv[1], max_file_size_bytes=700)
 writer.append_event(**sample_event(0))
-local._write_all = pause_once
+appending.write_all = pause_once
 print(writer.append_event(**sample_event(1, logical_user_id="zombie")).event_id, flush=True)
 writer.close()
 """
@@ -411,9 +408,7 @@ def test_interrupted_group_leader_fails_its_followers_instead_of_acknowledging_t
 def test_lock_file_that_cannot_be_opened_is_a_storage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        "trailstore.backends.local.os.open", _fail_open_of(local.LOCK_NAME, _denied)
-    )
+    monkeypatch.setattr(os, "open", _fail_open_of(COUNTER_NAME, _denied))
     with pytest.raises(StorageError, match="Permission denied"):
         AuditTrailWriter(root_path=tmp_path)
 
@@ -423,7 +418,7 @@ def test_stream_directory_that_cannot_be_created_is_a_storage_error(
 ) -> None:
     with AuditTrailWriter(root_path=tmp_path) as writer:
         writer.append_event(**sample_event(0))
-        monkeypatch.setattr("trailstore.backends.local.os.mkdir", _denied)
+        monkeypatch.setattr(os, "mkdir", _denied)
         with pytest.raises(StorageError, match="Permission denied"):
             writer.append_events([sample_event(1), sample_event(2, domain="billing")])
         monkeypatch.undo()

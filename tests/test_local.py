@@ -23,8 +23,8 @@ from trailstore import (
     WriterClosedError,
 )
 from trailstore.backend import StreamKey
-from trailstore.backends import local
 from trailstore.backends.local import LocalBackend
+from trailstore.coordinators.local_lock import COUNTER_NAME
 from trailstore.testing import sample_event
 
 
@@ -69,7 +69,7 @@ def test_lagging_missing_or_garbage_index_is_reconciled_with_the_data(
     with AuditTrailWriter(root_path=tmp_path) as writer:
         for i in range(10):
             writer.append_event(**sample_event(i))
-    (tmp_path / local.LOCK_NAME).unlink()
+    (tmp_path / COUNTER_NAME).unlink()
     index = tmp_path / "index.json"
     if index_text is None:
         index.unlink()
@@ -150,11 +150,11 @@ def test_failed_write_leaves_no_partial_line_and_spends_no_id(
     real_write = os.write
 
     def half_then_disk_full(fd: int, data: Any) -> int:
-        monkeypatch.setattr(local.os, "write", real_write)
+        monkeypatch.setattr(os, "write", real_write)
         real_write(fd, bytes(data[: len(data) // 2]))
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(local.os, "write", half_then_disk_full)
+    monkeypatch.setattr(os, "write", half_then_disk_full)
     with pytest.raises(StorageError, match="No space left"):
         writer.append_event(**sample_event(1))
     assert writer.append_event(**sample_event(2)).event_id == 2
@@ -213,7 +213,7 @@ def test_payload_mapping_is_accepted_like_the_model(tmp_path: Path) -> None:
 def test_ids_reserved_by_a_writer_that_died_are_reported_as_gaps(tmp_path: Path) -> None:
     def reserve_up_to(last: int) -> None:
         """What a writer that reserved IDs and was killed before writing leaves behind."""
-        (tmp_path / local.LOCK_NAME).write_bytes(b"%20d\n" % last)
+        (tmp_path / COUNTER_NAME).write_bytes(b"%20d\n" % last)
 
     with AuditTrailWriter(root_path=tmp_path) as writer:
         writer.append_event(**sample_event(0))

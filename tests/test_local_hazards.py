@@ -22,6 +22,8 @@ import pytest
 
 from trailstore import AuditTrailReader, AuditTrailWriter, StorageError
 from trailstore.backends import local
+from trailstore.coordinators.local_lock import COUNTER_NAME
+from trailstore.store.appending import TORN_SUFFIX
 from trailstore.testing import sample_event
 
 
@@ -53,7 +55,7 @@ def test_lock_file_deleted_under_a_batch_writer_does_not_hand_its_ids_out_again(
         root_path=tmp_path, durability="batch", flush_interval=30, flush_max_events=10_000
     )
     handed_out = [batch.append_event(**sample_event(i)).event_id for i in range(3)]
-    (tmp_path / local.LOCK_NAME).unlink()
+    (tmp_path / COUNTER_NAME).unlink()
     newcomer = _append_in_a_new_process(tmp_path)
     time.sleep(0.5)  # the newcomer is waiting for the trail, or has already (wrongly) written
     batch.close()
@@ -68,7 +70,7 @@ def _delete_lock_repeatedly(root: Path, times: int, stop: threading.Event) -> in
     deleted = 0
     while deleted < times and not stop.is_set():
         try:
-            (root / local.LOCK_NAME).unlink()
+            (root / COUNTER_NAME).unlink()
             deleted += 1
         except FileNotFoundError:
             pass
@@ -266,7 +268,7 @@ def test_a_symlinked_segment_is_neither_repaired_nor_appended_to(
     assert reader.report.missing_segments == 1
 
 
-@pytest.mark.parametrize("name", [local.LOCK_NAME, "index.json"])
+@pytest.mark.parametrize("name", [COUNTER_NAME, "index.json"])
 def test_a_symlinked_lock_file_or_index_is_never_written_through(
     tmp_path: Path, outside: Path, name: str
 ) -> None:
@@ -386,7 +388,7 @@ def test_a_100_mb_damaged_line_costs_bounded_memory_to_read_and_repair(
     assert reader.report.torn_lines + reader.report.malformed_lines == 1
     assert _peak_mb(lambda: AuditTrailWriter(root_path=tmp_path).close()) < 40
     if not ended:  # the torn bytes were moved aside whole, not lost
-        torn = segment.with_name(segment.name + local.TORN_SUFFIX)
+        torn = segment.with_name(segment.name + TORN_SUFFIX)
         assert torn.stat().st_size == HUGE // len(block) * len(block) + 1
 
 
