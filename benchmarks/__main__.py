@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 spec, arguments.threads, arguments.processes, arguments.s3_events, workdir, context
             )
             names = [case.name for case in local_cases(arguments.threads, arguments.processes)]
-            names += [case.name for case in s3_cases()] if use_s3 else []
+            names += [case.name for case in s3_cases(arguments.threads)] if use_s3 else []
             if arguments.only:
                 names = [name for name in names if any(text in name for text in arguments.only)]
             results = _run_cases(settings, names, arguments.rounds)

@@ -127,10 +127,16 @@ def local_cases(threads: int, processes: int) -> list[Case]:
     return cases
 
 
-def s3_cases() -> list[Case]:
+def s3_cases(threads: int) -> list[Case]:
     """The object-store contestants (need the moto server and the trailstore-s3 plugin)."""
     return [
         Case(NAIVE_S3, _naive_s3, s3=True, baseline=True),
         Case("trailstore S3 fsync", _trailstore_s3("fsync"), s3=True),
+        Case(
+            f"trailstore S3 fsync, {threads} threads",
+            _trailstore_s3("fsync"),
+            threads=threads,
+            s3=True,
+        ),
         Case("trailstore S3 batch", _trailstore_s3("batch"), s3=True),
     ]

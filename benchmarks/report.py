@@ -67,7 +67,9 @@ def targets(results: dict[str, Result], long_run: LongRun | None) -> list[Target
         NAIVE,
         50,
     )
-    ratio("S3 batch, 1 thread", "trailstore S3 batch", NAIVE_S3, 50)
+    ratio("S3 fsync, 1 thread", "trailstore S3 fsync", NAIVE_S3, 2)
+    ratio("S3 fsync, threads", r"trailstore S3 fsync, \d+ threads", NAIVE_S3, 5)
+    ratio("S3 batch, 1 thread", "trailstore S3 batch", NAIVE_S3, 100)
     if long_run is None:
         return found
     growth, scan = long_run.growth_mb, long_run.scan

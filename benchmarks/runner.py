@@ -46,7 +46,7 @@ class RunSettings:
 
 def find_case(name: str, settings: RunSettings) -> Case:
     """The case called ``name`` (children rebuild cases: builders are not picklable)."""
-    for case in [*local_cases(settings.threads, settings.processes), *s3_cases()]:
+    for case in [*local_cases(settings.threads, settings.processes), *s3_cases(settings.threads)]:
         if case.name == name:
             return case
     raise KeyError(name)
