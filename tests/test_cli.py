@@ -25,6 +25,7 @@ from trailstore import (
 )
 from trailstore.cli import main
 from trailstore.demo import WORKLOAD_STREAMS, Workload
+from trailstore.testing import sample_event
 
 DAY = 86_400.0
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -389,6 +390,20 @@ def test_stats_counts_segments_events_bytes_and_id_range(
     rows = [row.split() for row in table.splitlines()]
     assert ["b/c", "1", "3", str(bytes_b), "21", "23"] in rows
     assert ["total", str(segments_a + 1), "23"] in [row[:3] for row in rows]
+
+
+def test_stats_says_how_writers_are_coordinated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whether writers may run on several hosts is the one thing a deployment must know."""
+    with AuditTrailWriter(root_path=tmp_path) as writer:
+        writer.append_event(**sample_event(0))
+
+    code, table, _ = run(capsys, "stats", "--root", str(tmp_path))
+    assert code == 0
+    assert "writers: a lock on this host: every writer must run on it" in table.splitlines()
+    code, out, _ = run(capsys, "stats", "--root", str(tmp_path), "--json")
+    assert json.loads(out)["coordination"] == "a lock on this host: every writer must run on it"
 
 
 def test_stats_reports_damage(trail: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -161,6 +161,12 @@ class Backend(ABC):
         commits optimistically, renumbering its lines if another writer committed first."""
         return True
 
+    @property
+    def coordination(self) -> str:
+        """How writers of the trail are kept from colliding, in words (``stats`` shows it):
+        above all, whether they may run on several hosts."""
+        return "not stated by this backend"
+
     def __init__(self, url: str, **storage_options: Any) -> None:
         self.url = url
         self.storage_options = storage_options

@@ -490,10 +490,12 @@ def _cmd_stats(args: argparse.Namespace) -> int:
             "total": {"streams": len(streams), **totals},
             "last_event_id": last_event_id,
             "damage": dataclasses.asdict(report),
+            "coordination": reader.backend.coordination,
         }
         _write(json.dumps(document, indent=args.indent) + "\n")
     else:
-        _write(_stats_table(streams, total, last_event_id, report))
+        table = _stats_table(streams, total, last_event_id, report)
+        _write(f"{table}writers: {reader.backend.coordination}\n")
     _flush()
     return EXIT_OK
 

@@ -55,6 +55,10 @@ class LocalBackend(Backend):
         self._index_written_at = 0.0
         self._index_warned = False
 
+    @property
+    def coordination(self) -> str:
+        return LocalLock.described
+
     # -- writing -----------------------------------------------------------------------------
 
     def open_for_writing(self) -> None:

@@ -111,10 +111,10 @@ class LogBackend(Backend):
 
     @property
     def coordination(self) -> str:
-        """How writers are coordinated, in words (``stats`` shows it)."""
-        if self.coordinator.multi_host:
-            return "conditional writes: writers on any number of hosts"
-        return "a lock on this host: every writer must run on one host"
+        try:
+            return self.coordinator.described
+        except OSError as exc:  # the probe needs to write; a reader may not be allowed to
+            return f"not known: the storage could not be probed ({exc})"
 
     def open_for_writing(self) -> None:
         with self._session_lock, _storage_errors(f"cannot open trail {self.url} for writing"):

@@ -22,8 +22,8 @@ class Coordinator(ABC):
     #: while entered, no other writer commits (a lock); otherwise claims are optimistic and a
     #: lost one is retried on the newer state
     exclusive: ClassVar[bool]
-    #: writers may run on several hosts
-    multi_host: ClassVar[bool]
+    #: how writers are coordinated, in words
+    described: ClassVar[str]
 
     @abstractmethod
     def enter(self) -> int | None:

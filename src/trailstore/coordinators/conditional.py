@@ -35,7 +35,7 @@ class ConditionalWrites(Coordinator):
     """Commits claimed by creating the next commit object, create-only."""
 
     exclusive: ClassVar[bool] = False
-    multi_host: ClassVar[bool] = True
+    described: ClassVar[str] = "conditional writes: writers may run on any number of hosts"
 
     def enter(self) -> int | None:
         return None

@@ -20,7 +20,7 @@ class InProcessCommits(Coordinator):
     """One commit at a time among the threads of this process, per trail URL."""
 
     exclusive: ClassVar[bool] = True
-    multi_host: ClassVar[bool] = False
+    described: ClassVar[str] = "a lock in this process, where the trail lives"
 
     def __init__(self, url: str) -> None:
         self.url = url

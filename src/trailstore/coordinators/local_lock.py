@@ -48,6 +48,8 @@ def lock_directory_for(url: str) -> Path:
 class LocalLock:
     """``flock`` on ``directory`` plus the counter file ``directory/.trailstore.lock``."""
 
+    described: ClassVar[str] = "a lock on this host: every writer must run on it"
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._thread_lock = threading.Lock()
@@ -170,7 +172,7 @@ class LockedCommits(Coordinator):
     """Commits of a log taken one at a time under a ``LocalLock``: writers on one host."""
 
     exclusive: ClassVar[bool] = True
-    multi_host: ClassVar[bool] = False
+    described: ClassVar[str] = LocalLock.described
 
     def __init__(self, url: str) -> None:
         directory = lock_directory_for(url)
