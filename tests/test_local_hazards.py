@@ -5,9 +5,12 @@ alias segment numbers, fork a writer that threads then share."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -421,3 +424,91 @@ def test_duplicates_are_counted_even_when_they_are_not_adjacent(tmp_path: Path) 
     assert sorted(set(ids)) == list(range(1, 10))
     assert reader.report.duplicate_ids == len(copied_ids) >= 2
     assert reader.report.gaps == []
+
+
+# -- closing and the lock --------------------------------------------------------------------
+
+
+def _lock_is_free(root: Path) -> bool:
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def test_close_releases_the_lock_though_a_forked_child_still_holds_its_descriptor(
+    tmp_path: Path,
+) -> None:
+    """A worker forked while the writer was open (and never using it) must not keep the trail
+    locked once the parent closed its writer."""
+    writer = AuditTrailWriter(root_path=tmp_path)
+    writer.append_event(**sample_event(0))
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child only sleeps
+        time.sleep(3)
+        os._exit(0)
+    try:
+        writer.close()
+        assert _lock_is_free(tmp_path), "the trail stayed locked after close()"
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+
+
+def test_a_writer_writes_into_the_directory_it_locks_after_the_root_is_replaced(
+    tmp_path: Path,
+) -> None:
+    """A root renamed away and made again after a writer opened it: that writer keeps to the
+    directory it locks, so the new trail never gets a second writer's copy of its IDs."""
+    root = tmp_path / "trail"
+    with AuditTrailWriter(root_path=root):
+        pass  # a trail with index.json and no stream yet
+    first = AuditTrailWriter(root_path=root)
+    first._backend.open_for_writing()
+    root.rename(tmp_path / "trail.old")
+    with AuditTrailWriter(root_path=root) as second:
+        second.append_event(**sample_event(0))
+        first.append_event(**sample_event(1))
+        second.append_event(**sample_event(2))
+    first.close()
+    ids, _ = _ids(root)
+    assert ids == [1, 2]
+    assert _ids(tmp_path / "trail.old")[0] == [1]
+
+
+def test_a_failed_close_releases_every_descriptor_and_a_second_close_touches_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def open_descriptors() -> set[int]:
+        return {int(name) for name in os.listdir("/proc/self/fd")}
+
+    before = open_descriptors()
+    writer = AuditTrailWriter(root_path=tmp_path, durability="flush")
+    for number, domain in enumerate(["a", "b", "c"]):
+        writer.append_event(**sample_event(number, domain=domain))
+    real_fsync = os.fsync
+
+    def directories_fail(fd: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.EIO, "directory sync failed")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", directories_fail)
+    with pytest.raises(StorageError):
+        writer.close()
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    leaked = open_descriptors() - before
+    assert not leaked, f"descriptors left open: {sorted(leaked)}"
+    assert not [t for t in threading.enumerate() if t.name.startswith("trailstore-sync")]
+    mine = [os.open(tmp_path / f"app-{number}", os.O_RDWR | os.O_CREAT) for number in range(8)]
+    try:
+        writer._backend.close()
+        for fd in mine:
+            os.fstat(fd)  # EBADF if the second close closed a descriptor it no longer owns
+    finally:
+        for fd in mine:
+            os.close(fd)

@@ -107,6 +107,8 @@ class LocalBackend(Backend):
         created again: it only ever holds a copy of the counter) is not trusted as known."""
         if self.lock.acquire():
             self._known_counter = None
+        assert self.lock.directory_fd is not None
+        self.store.attach(self.lock.directory_fd)
 
     def _write_index(self, value: int, *, reserved_through: int | None = None) -> None:
         """Replace ``index.json``; a failure is logged, never raised: the index is a
@@ -154,12 +156,14 @@ class LocalBackend(Backend):
             self.lock.close()  # never opened for writing: nothing to bring up to date
             self.store.close()
             return
-        self.lock.acquire()
+        self._acquire()
         try:
-            counter = self.lock.read()
-            if counter is not None and counter != self.store.read_index("last_event_id"):
-                self._write_index(counter)
-            self.store.close()
+            try:
+                counter = self.lock.read()
+                if counter is not None and counter != self.store.read_index("last_event_id"):
+                    self._write_index(counter)
+            finally:
+                self.store.close()
         except OSError as exc:
             raise StorageError(f"cannot close trail {self.root}: {exc}") from exc
         finally:

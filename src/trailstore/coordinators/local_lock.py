@@ -12,6 +12,7 @@ own under the system's temporary directory, named after the trail's URL.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -160,8 +161,12 @@ class LocalLock:
         self.directory_fd = self._counter_fd = None
 
     def close(self) -> None:
-        """Close the descriptors (under the lock, which this releases); later use fails."""
+        """Unlock and close the descriptors; later use fails. (Closing alone would leave the
+        lock held by any forked child that inherited the descriptor.)"""
         self.closed = True
+        if self.directory_fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self.directory_fd, fcntl.LOCK_UN)
         for fd in (self._counter_fd, self.directory_fd):
             if fd is not None:
                 os.close(fd)

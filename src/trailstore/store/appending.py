@@ -163,6 +163,7 @@ class AppendingStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        #: the root's descriptor, owned by the coordinator (``attach``)
         self._root_fd: int | None = None
         self._segments: dict[StreamKey, AppendSegment] = {}
         self._directories: dict[StreamKey, int] = {}
@@ -170,10 +171,14 @@ class AppendingStore:
         self._unsynced_directories: set[int] = set()
         self._sync_pool: ThreadPoolExecutor | None = None
 
+    def attach(self, root_fd: int) -> None:
+        """Write below the directory open as ``root_fd`` (the one the writer locks, so that a
+        root renamed and made again cannot have this writer lock one and write the other)."""
+        self._root_fd = root_fd
+
     @property
     def root_fd(self) -> int:
-        if self._root_fd is None:
-            self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        assert self._root_fd is not None, "the store is written only when attached"
         return self._root_fd
 
     # -- reading -------------------------------------------------------------------------------
@@ -346,8 +351,7 @@ class AppendingStore:
         """In a forked child: close the inherited descriptors, touching nothing else."""
         descriptors = {segment.fd for segment in [*self._segments.values(), *self._retired]}
         descriptors |= {*self._directories.values(), *self._unsynced_directories}
-        if self._root_fd is not None:
-            descriptors.add(self._root_fd)
+        descriptors.discard(self._root_fd)
         for fd in descriptors:
             os.close(fd)
         self._segments.clear()
@@ -358,7 +362,7 @@ class AppendingStore:
         self._sync_pool = None
 
     def close(self) -> None:
-        """Sync new directories, then close everything."""
+        """Sync new directories, then close everything (also if the sync fails)."""
         try:
             self.sync_directories()
         finally:
@@ -366,9 +370,10 @@ class AppendingStore:
                 self._sync_pool.shutdown()
                 self._sync_pool = None
             self.forget()
-            if self._root_fd is not None:
-                os.close(self._root_fd)
-                self._root_fd = None
+            for fd in self._unsynced_directories - {self._root_fd}:
+                os.close(fd)
+            self._unsynced_directories.clear()
+            self._root_fd = None
 
     def _stream_directory(self, stream: StreamKey, *, create: bool) -> int | None:
         """The descriptor of a stream's directory, opened (and made) without following links;
