@@ -24,6 +24,7 @@ from s3fs import S3FileSystem
 from trailstore_s3.backend import S3Backend
 
 from trailstore import AuditTrailWriter, FencedError, StorageError
+from trailstore.coordinators.conditional import ConditionalWrites
 from trailstore.events import AuditEvent
 from trailstore.testing import sample_event
 
@@ -233,6 +234,19 @@ def test_a_commit_whose_answer_was_lost_is_recognised_as_its_own(
     assert lost
     found, missing = check(fresh_trail_url, s3_options, LIMIT, {})
     assert sorted(found) == [1, 2] and not missing
+
+
+def test_a_probe_whose_answer_was_lost_still_finds_create_only_enforced(
+    fresh_trail_url: str, s3_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe's first create-only write landed, its answer was lost and the retry got 412:
+    the probe object is new to everyone else, so that 412 is the probe's own write."""
+    lost = _answer_lost_once(
+        monkeypatch, s3_options, lambda path: "/probe-" in path, FileExistsError()
+    )
+    backend = S3Backend(fresh_trail_url, **s3_options)
+    assert isinstance(backend.coordinator, ConditionalWrites)
+    assert lost
 
 
 def test_a_seal_whose_answer_was_lost_still_completes(
