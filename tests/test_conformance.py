@@ -14,12 +14,10 @@ from typing import Any, NoReturn
 
 import pytest
 
-from trailstore.backends.memory import MemoryBackend
 from trailstore.coordinators.local_lock import COUNTER_NAME
 from trailstore.registry import local_path, open_backend
 from trailstore.store import appending
 from trailstore.testing import BackendConformance, CrashConformance, CrashKit
-from trailstore.testing.conformance import append_raw_to_log
 
 
 def _disk_full(*_: Any) -> NoReturn:
@@ -89,18 +87,6 @@ class TestMemoryBackend(BackendConformance):
     @pytest.fixture
     def trail_url(self) -> str:
         return f"memory://{uuid.uuid4().hex}"
-
-    def damage_tail(
-        self,
-        trail_url: str,
-        storage_options: dict[str, Any],
-        domain: str,
-        category: str,
-        data: bytes,
-    ) -> None:
-        backend = open_backend(trail_url, **storage_options)
-        assert isinstance(backend, MemoryBackend)
-        append_raw_to_log(backend, domain, category, data)
 
 
 def test_file_urls_open_the_local_backend(tmp_path: Path) -> None:

@@ -32,7 +32,6 @@ from trailstore.coordinators.conditional import ConditionalWrites
 from trailstore.coordinators.local_lock import LockedCommits
 from trailstore.registry import open_backend
 from trailstore.testing import BackendConformance, CrashConformance, CrashKit
-from trailstore.testing.conformance import append_raw_to_log
 
 AZURITE = Path(__file__).with_name("emulators") / "node_modules" / ".bin" / "azurite-blob"
 #: Azurite's well-known development account
@@ -101,18 +100,6 @@ class _ObjectStoreTrails(BackendConformance, CrashConformance):
     @pytest.fixture
     def trail_url(self) -> str:
         return f"{self.scheme}://{BUCKET}/{uuid.uuid4().hex}"
-
-    def damage_tail(
-        self,
-        trail_url: str,
-        storage_options: dict[str, Any],
-        domain: str,
-        category: str,
-        data: bytes,
-    ) -> None:
-        backend = open_backend(trail_url, **storage_options)
-        assert isinstance(backend, FsspecBackend)
-        append_raw_to_log(backend, domain, category, data)
 
     @pytest.fixture
     def crash_kit(self, trail_url: str, storage_options: dict[str, Any]) -> CrashKit:

@@ -19,7 +19,6 @@ from trailstore_s3.backend import S3Backend
 
 from trailstore.coordinators.conditional import ConditionalWrites
 from trailstore.testing import BackendConformance, CrashConformance, CrashKit
-from trailstore.testing.conformance import append_raw_to_log
 
 LEASE_SECONDS = 3.0
 
@@ -32,16 +31,6 @@ class TestS3Conformance(BackendConformance, CrashConformance):
     @pytest.fixture
     def storage_options(self, s3_options: dict[str, Any]) -> dict[str, Any]:
         return s3_options
-
-    def damage_tail(
-        self,
-        trail_url: str,
-        storage_options: dict[str, Any],
-        domain: str,
-        category: str,
-        data: bytes,
-    ) -> None:
-        append_raw_to_log(S3Backend(trail_url, **storage_options), domain, category, data)
 
     @contextlib.contextmanager
     def failing_writes(self, trail_url: str, storage_options: dict[str, Any]) -> Iterator[None]:

@@ -9,7 +9,8 @@ A backend's test module needs only::
         def damage_tail(self, trail_url, storage_options, domain, category, data) -> None:
             ...                                   # append raw bytes, bypassing the writer
 
-and, if the backend needs them, a ``storage_options`` fixture, and the optional hooks
+(``damage_tail`` comes with the suite for backends built on ``LogBackend``) and, if the
+backend needs them, a ``storage_options`` fixture, and the optional hooks
 ``plant_symlink`` (a filesystem with links) and ``failing_writes`` (a way to make the storage
 refuse writes). Each test checks one guarantee the README lists — through the public writer
 and reader, or through one method of the ``Backend``/``CommitSession`` contract.
@@ -83,8 +84,13 @@ class BackendConformance:
         category: str,
         data: bytes,
     ) -> None:
-        """Append ``data`` to the stream's newest segment without going through the writer."""
-        raise NotImplementedError
+        """Append ``data`` to the stream's newest segment without going through the writer.
+        Trails kept as a log of commits (object stores, memory) are served here; a backend
+        with its own storage overrides it."""
+        backend = open_backend(trail_url, **storage_options)
+        if not isinstance(backend, LogBackend):
+            raise NotImplementedError("this backend's tests must say how to damage a tail")
+        append_raw_to_log(backend, domain, category, data)
 
     def plant_symlink(
         self, trail_url: str, storage_options: dict[str, Any], relative: str, target: str
