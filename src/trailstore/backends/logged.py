@@ -164,6 +164,17 @@ class LogBackend(Backend):
         self._refreshed_at = time.time()
         return self._state
 
+    def claim(self, commit: Commit) -> bool:
+        """Make ``commit`` the trail's next and take it into the state; False, having caught
+        up, if another writer's commit took its number."""
+        try:
+            self.coordinator.claim(self.store, commit)
+        except CommitTakenError:
+            self.refresh()
+            return False
+        self.committed(commit)
+        return True
+
     def committed(self, commit: Commit) -> TrailState:
         """Take a claimed commit into the state; seal what it completed; checkpoint."""
         assert self._state is not None
@@ -383,13 +394,9 @@ class LogSession(CommitSession):
                 takeover=self._takeover(state),
             )
             self.reserving(max(first, state.reserved_through + 1), through)
-            try:
-                backend.coordinator.claim(backend.store, commit)
-            except CommitTakenError:
-                backend.refresh()
+            if not backend.claim(commit):
                 delay = _back_off(delay)
                 continue
-            backend.committed(commit)
             self._first, self._lease = first, lease
             return
 
@@ -415,13 +422,9 @@ class LogSession(CommitSession):
             commit = self._data_commit(state, first, last, queued)
             if not self.hand_out:
                 self.reserving(first, first + count - 1)
-            try:
-                backend.coordinator.claim(backend.store, commit)
-            except CommitTakenError:
-                backend.refresh()
+            if not backend.claim(commit):
                 delay = _back_off(delay)
                 continue
-            backend.committed(commit)
             self._lease = None
             return first
 
