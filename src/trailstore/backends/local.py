@@ -134,9 +134,9 @@ class LocalBackend(Backend):
         """Set the counter to the highest of counter file, ``index.json`` (and the IDs it
         records as handed out) and stream tails."""
         self.store.forget()
-        index = self.store.read_index("last_event_id")
-        reserved = self.store.read_index("reserved_through")
-        highest = max(self.lock.read() or 0, index or 0, reserved or 0)
+        counters = self.store.read_index()
+        index = counters.get("last_event_id")
+        highest = max(self.lock.read() or 0, index or 0, counters.get("reserved_through", 0))
         for stream in self.list_streams():
             highest = max(highest, self.store.highest_id_in_tail(stream))
         self.lock.write(highest)
@@ -160,7 +160,7 @@ class LocalBackend(Backend):
         try:
             try:
                 counter = self.lock.read()
-                if counter is not None and counter != self.store.read_index("last_event_id"):
+                if counter is not None and counter != self.store.read_index().get("last_event_id"):
                     self._write_index(counter)
             finally:
                 self.store.close()
@@ -176,7 +176,7 @@ class LocalBackend(Backend):
         """The counter if no commit is under way; during one (its IDs may not be written yet)
         the lagging ``index.json``, which is only ever written after the data. Never waits."""
         counter = self.lock.peek()
-        return max(counter or 0, self.store.read_index("last_event_id") or 0)
+        return max(counter or 0, self.store.read_index().get("last_event_id", 0))
 
     def trail_exists(self) -> bool:
         if self.root.exists() and not self.root.is_dir():

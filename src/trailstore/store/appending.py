@@ -126,22 +126,23 @@ def repair_torn_tail(directory_fd: int, name: str, path: Path) -> int:
         os.close(fd)
 
 
-def read_index_field(path: Path, name: str) -> int | None:
-    """A counter field of ``index.json`` (not followed if a link); ``None`` if absent, and for
-    anything unreadable, with a warning."""
+def read_index_counters(path: Path) -> dict[str, int]:
+    """The counter fields of ``index.json`` that hold a non-negative integer (not followed if
+    a link); none if it is absent, and none, with a warning, if it is unreadable."""
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
         try:
             data = b"".join(iter(lambda: os.read(fd, 65536), b""))
         finally:
             os.close(fd)
-        value = json.loads(data).get(name)
+        document = json.loads(data)
+        fields = document.items()
     except FileNotFoundError:
-        return None
+        return {}
     except (OSError, ValueError, AttributeError, RecursionError) as exc:
         log.warning("ignoring unreadable %s: %s", path, exc)
-        return None
-    return value if isinstance(value, int) and value >= 0 else None
+        return {}
+    return {name: value for name, value in fields if isinstance(value, int) and value >= 0}
 
 
 def _subdirectories(path: Path) -> list[str]:
@@ -221,9 +222,9 @@ class AppendingStore:
     def segment_size(self, stream: StreamKey, number: int) -> int:
         return os.stat(self.segment_path(stream, number), follow_symlinks=False).st_size
 
-    def read_index(self, name: str) -> int | None:
-        """A counter field of ``index.json``."""
-        return read_index_field(self.root / INDEX_NAME, name)
+    def read_index(self) -> dict[str, int]:
+        """The counter fields of ``index.json`` (``last_event_id``, ``reserved_through``)."""
+        return read_index_counters(self.root / INDEX_NAME)
 
     def highest_id_in_tail(self, stream: StreamKey) -> int:
         """The highest ID in the stream's newest segment that holds any (torn tails repaired
