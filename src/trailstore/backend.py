@@ -170,6 +170,9 @@ class Backend(ABC):
     def __init__(self, url: str, **storage_options: Any) -> None:
         self.url = url
         self.storage_options = storage_options
+        #: segments this backend's commits completed (rotated away from), for writers that
+        #: checkpoint when a segment is sealed
+        self.rotations = 0
 
     @abstractmethod
     def open_for_writing(self) -> None:
@@ -184,6 +187,12 @@ class Backend(ABC):
     def last_event_id(self) -> int:
         """The highest ID allocated by a finished commit (0 for an empty trail): every ID up
         to it is written, or was lost by a writer that died."""
+
+    def settled_streams(self) -> tuple[int, list[StreamKey]]:
+        """``last_event_id()`` and then every stream that may hold an ID up to it: what a
+        checkpoint covers. A backend that can read both at once overrides it."""
+        last = self.last_event_id()
+        return last, self.list_streams()
 
     @abstractmethod
     def trail_exists(self) -> bool:
@@ -208,6 +217,29 @@ class Backend(ABC):
     def segment_size(self, stream: StreamKey, number: int) -> int:
         """Size of a segment in bytes."""
         return sum(len(line) for line in self.read_segment(stream, number))
+
+    def read_range(self, stream: StreamKey, number: int, start: int, end: int | None) -> bytes:
+        """Bytes ``start`` to ``end`` (the segment's end if ``None``) of a segment as stored.
+
+        Raises ``FileNotFoundError`` if the segment does not exist (any more).
+        """
+        return b"".join(self.read_segment(stream, number))[start:end]
+
+    # -- evidence: checkpoints and seals, files beside the segments --------------------------
+
+    @abstractmethod
+    def put_evidence(self, path: str, data: bytes) -> bool:
+        """Create the file ``path`` (relative to the root, made by this library) holding
+        ``data``, durably, unless it exists: True if it holds ``data`` now, False if another
+        writer created it with other bytes first. Never overwrites."""
+
+    @abstractmethod
+    def get_evidence(self, path: str) -> bytes:
+        """The bytes of an evidence file; ``FileNotFoundError`` if there is none."""
+
+    @abstractmethod
+    def list_evidence(self, directory: str) -> list[str]:
+        """The names of the files in ``directory`` (relative to the root), none if absent."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; the default has none."""

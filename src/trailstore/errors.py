@@ -45,3 +45,8 @@ class TrailNotFoundError(StorageError):
 
 class ReplayError(AuditTrailError):
     """The events cannot be replayed as asked (a keyed replay met an event without its key)."""
+
+
+class EvidenceError(AuditTrailError):
+    """A checkpoint cannot be made: the trail's data does not continue its last checkpoint
+    (changed, missing or out-of-place events; ``trailstore verify`` says where)."""

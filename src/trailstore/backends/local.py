@@ -197,6 +197,20 @@ class LocalBackend(Backend):
     def segment_size(self, stream: StreamKey, number: int) -> int:
         return self.store.segment_size(stream, number)
 
+    def read_range(self, stream: StreamKey, number: int, start: int, end: int | None) -> bytes:
+        return self.store.read_range(stream, number, start, end)
+
+    # -- evidence ------------------------------------------------------------------------------
+
+    def put_evidence(self, path: str, data: bytes) -> bool:
+        return self.store.create_file_once(path, data)
+
+    def get_evidence(self, path: str) -> bytes:
+        return self.store.read_file(path)
+
+    def list_evidence(self, directory: str) -> list[str]:
+        return self.store.list_files(directory)
+
 
 class _LocalSession(QueueingSession):
     def __init__(
@@ -260,6 +274,7 @@ class _LocalSession(QueueingSession):
             for new_segment, run in plan_rotation(segment.size, lines, self._max_segment_bytes):
                 if new_segment:
                     segment = store.rotate(stream)
+                    backend.rotations += 1
                 written.append((segment, segment.size))
                 store.append(segment, b"".join(run))
         if sync:  # and only then, as it costs a path lookup per stream, check that the files

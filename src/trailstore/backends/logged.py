@@ -184,6 +184,7 @@ class LogBackend(Backend):
             try:
                 self.store.seal(stream, number, holders)
                 state = state.sealed(stream, number)
+                self.rotations += 1
             except (OSError, StorageError) as exc:
                 log.warning(
                     "could not seal segment %d of %s in %s: %s", number, stream, self.url, exc
@@ -274,10 +275,11 @@ class LogBackend(Backend):
         return bool(self.store.sealed_segments())
 
     def list_streams(self) -> list[StreamKey]:
-        view = self._fresh_view()
-        streams = set(view.sealed) | {s for s, seg in view.state.streams.items() if seg.commits}
-        streams |= {stream for stream, _, _ in view.state.unsealed}
-        return sorted(streams)
+        return _streams_of(self._fresh_view())
+
+    def settled_streams(self) -> tuple[int, list[StreamKey]]:
+        view = self._fresh_view()  # one reading of the trail for both
+        return view.state.last_event_id, _streams_of(view)
 
     def list_segments(self, stream: StreamKey) -> list[int]:
         view = self._recent_view()
@@ -306,6 +308,52 @@ class LogBackend(Backend):
         if number in sealed:
             return sealed[number]
         return sum(len(line) for line in self.read_segment(stream, number))
+
+    def read_range(self, stream: StreamKey, number: int, start: int, end: int | None) -> bytes:
+        size = self._recent_view().sealed.get(stream, {}).get(number)
+        if size is not None:
+            if start >= size:  # a range from the end is refused by some stores (S3: 416)
+                return b""
+            path = self.store.layout.segment(stream, number)
+            return bytes(self.store.fresh().cat_file(path, start=start, end=end))
+        return super().read_range(stream, number, start, end)
+
+    # -- evidence ------------------------------------------------------------------------------
+
+    def put_evidence(self, path: str, data: bytes) -> bool:
+        """Created with a create-only write; under a lock where the storage does not enforce
+        one (the lock then makes check-then-write safe among this host's writers)."""
+        full = self.store.layout.path(path)
+        with self._session_lock, _storage_errors(f"cannot write evidence to {self.url}"):
+            if self.coordinator.exclusive:
+                marker = self.coordinator.enter()
+                try:
+                    if not self.store.fresh().exists(full):
+                        self.fs.pipe_file(full, data)
+                        return True
+                finally:
+                    self.coordinator.leave(marker)
+            else:
+                try:
+                    self.fs.pipe_file(full, data, mode="create")
+                    return True
+                except FileExistsError:
+                    pass
+            return bool(self.store.fresh().cat_file(full) == data)
+
+    def get_evidence(self, path: str) -> bytes:
+        return bytes(self.store.fresh().cat_file(self.store.layout.path(path)))
+
+    def list_evidence(self, directory: str) -> list[str]:
+        try:
+            found = self.store.fresh().ls(self.store.layout.path(directory), detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(
+            str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
+            for info in found
+            if info.get("type") == "file"
+        )
 
 
 class LogSession(CommitSession):
@@ -498,6 +546,12 @@ class LogSession(CommitSession):
         if self._open:
             self._open = False
             self._backend.end_session()
+
+
+def _streams_of(view: _View) -> list[StreamKey]:
+    streams = set(view.sealed) | {s for s, seg in view.state.streams.items() if seg.commits}
+    streams |= {stream for stream, _, _ in view.state.unsealed}
+    return sorted(streams)
 
 
 def _back_off(delay: float) -> float:

@@ -83,6 +83,18 @@ def open_below(parent_fd: int, name: str, flags: int, path: Path, mode: int = 0o
         raise refusing_links(path, exc) from exc
 
 
+def _read_all(fd: int, start: int, stop: int) -> bytes:
+    """Bytes ``start`` to ``stop`` of an open file (fewer if it ends first)."""
+    parts = []
+    while start < stop:
+        part = os.pread(fd, min(stop - start, _COPY_CHUNK * 16), start)
+        if not part:
+            break
+        parts.append(part)
+        start += len(part)
+    return b"".join(parts)
+
+
 def _last_newline_offset(fd: int, size: int) -> int:
     """Offset just past the last ``\\n`` of the file, 0 if it has none."""
     end = size
@@ -221,6 +233,94 @@ class AppendingStore:
 
     def segment_size(self, stream: StreamKey, number: int) -> int:
         return os.stat(self.segment_path(stream, number), follow_symlinks=False).st_size
+
+    def read_range(self, stream: StreamKey, number: int, start: int, end: int | None) -> bytes:
+        path = self.segment_path(stream, number)
+        try:
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+        except OSError as exc:
+            raise refusing_links(path, exc) from exc
+        try:
+            stop = os.fstat(fd).st_size if end is None else end
+            return _read_all(fd, start, stop)
+        finally:
+            os.close(fd)
+
+    # -- files beside the segments (evidence) ---------------------------------------------------
+
+    def read_file(self, relative: str) -> bytes:
+        """A file below the root, reached without following a link."""
+        *directories, name = relative.split("/")
+        parent = self._directory_below(directories, create=False)
+        try:
+            fd = open_below(parent, name, os.O_RDONLY, self.root / relative)
+            try:
+                return _read_all(fd, 0, os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(parent)
+
+    def list_files(self, relative: str) -> list[str]:
+        """Names of the regular files in a directory below the root (none if it is absent)."""
+        try:
+            parent = self._directory_below(relative.split("/"), create=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        try:
+            with os.scandir(parent) as entries:
+                files = [entry.name for entry in entries if entry.is_file(follow_symlinks=False)]
+            return sorted(files)
+        finally:
+            os.close(parent)
+
+    def create_file_once(self, relative: str, data: bytes) -> bool:
+        """Create a file below the root durably and at once (a synced temporary file, linked
+        to its name, which fails if the name exists); True if the file holds ``data`` now."""
+        *directories, name = relative.split("/")
+        parent = self._directory_below(directories, create=True)
+        temporary = f".{name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+        try:
+            fd = open_below(parent, temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.root)
+            try:
+                write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(temporary, name, src_dir_fd=parent, dst_dir_fd=parent)
+            except FileExistsError:
+                return self.read_file(relative) == data
+            os.fsync(parent)
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=parent)
+            os.close(parent)
+
+    def _directory_below(self, names: Sequence[str], *, create: bool) -> int:
+        """A descriptor of the directory ``names`` below the root, opened (and, with
+        ``create``, made) without following links."""
+        fd = os.open(self.root, _DIRECTORY)
+        path = self.root
+        try:
+            for name in names:
+                path = path / name
+                try:
+                    child = open_below(fd, name, _DIRECTORY, path)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, 0o755, dir_fd=fd)
+                    os.fsync(fd)
+                    child = open_below(fd, name, _DIRECTORY, path)
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def read_index(self) -> dict[str, int]:
         """The counter fields of ``index.json`` (``last_event_id``, ``reserved_through``)."""

@@ -52,6 +52,10 @@ class Layout:
     def _join(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts]) if self.root else "/".join(parts)
 
+    def path(self, relative: str) -> str:
+        """A path below the root, given as ``a/b/c``."""
+        return self._join(*relative.split("/"))
+
     @property
     def index(self) -> str:
         return self._join(INDEX_NAME)
