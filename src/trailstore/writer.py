@@ -25,17 +25,31 @@ from trailstore.events import (
     OperationName,
     unix_seconds,
 )
+from trailstore.evidence.cadence import CheckpointCadence
+from trailstore.evidence.checkpointer import Checkpointer
+from trailstore.evidence.keys import SigningKey, load_signing_key
 from trailstore.names import validate_name
 from trailstore.registry import open_backend
 
 DEFAULT_MAX_FILE_SIZE_BYTES = 5 * 1024 * 1024
 DEFAULT_FLUSH_INTERVAL = 0.2
 DEFAULT_FLUSH_MAX_EVENTS = 1000
+DEFAULT_CHECKPOINT_EVERY = 10_000
+DEFAULT_CHECKPOINT_INTERVAL = 60.0
 
 
 def _positive(name: str, value: object, kind: type) -> None:
     if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:  # type: ignore[operator]
         raise ConfigurationError(f"{name} must be a positive {kind.__name__}, got {value!r}")
+
+
+def _seconds(name: str, value: object) -> None:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not 0 < value <= threading.TIMEOUT_MAX  # also refuses NaN
+    ):
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
 class AuditTrailWriter:
@@ -44,6 +58,12 @@ class AuditTrailWriter:
     ``root_path`` is a directory or a URL (``memory://name``, ``s3://bucket/prefix`` with the
     ``trailstore-s3`` plugin). ``durability`` is ``"fsync"`` (default), ``"flush"`` or
     ``"batch"``; ``storage_options`` go to the backend untouched.
+
+    With ``checkpoints`` (the default) the writer checkpoints the trail for ``verify`` every
+    ``checkpoint_every`` events, every ``checkpoint_interval`` seconds (checked as events are
+    appended), when its commit completes a segment, and at ``close()``; a checkpoint is signed
+    with ``signing_key`` (an Ed25519 private key, or the path of its PEM file) if one is given.
+    Either cadence may be ``None``.
     """
 
     def __init__(
@@ -55,17 +75,22 @@ class AuditTrailWriter:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         flush_max_events: int = DEFAULT_FLUSH_MAX_EVENTS,
         storage_options: Mapping[str, Any] | None = None,
+        checkpoints: bool = True,
+        checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
+        checkpoint_interval: float | None = DEFAULT_CHECKPOINT_INTERVAL,
+        signing_key: SigningKey | None = None,
     ) -> None:
         _positive("max_file_size_bytes", max_file_size_bytes, int)
         _positive("flush_max_events", flush_max_events, int)
-        if (
-            not isinstance(flush_interval, int | float)
-            or isinstance(flush_interval, bool)
-            or not 0 < flush_interval <= threading.TIMEOUT_MAX  # also refuses NaN
-        ):
-            raise ConfigurationError(
-                f"flush_interval must be a positive number of seconds, got {flush_interval!r}"
-            )
+        _seconds("flush_interval", flush_interval)
+        if checkpoint_every is not None:
+            _positive("checkpoint_every", checkpoint_every, int)
+        if checkpoint_interval is not None:
+            _seconds("checkpoint_interval", checkpoint_interval)
+        self._checkpoints = checkpoints
+        self._checkpoint_every = checkpoint_every
+        self._checkpoint_interval = checkpoint_interval
+        self._signing_key = None if signing_key is None else load_signing_key(signing_key)
         try:
             self.durability = Durability(durability)
         except ValueError:
@@ -103,6 +128,14 @@ class AuditTrailWriter:
         else:
             self._committer = GroupCommitter(
                 self._backend, self.max_file_size_bytes, sync=self.durability is Durability.FSYNC
+            )
+        self._cadence: CheckpointCadence | None = None
+        if self._checkpoints:
+            self._cadence = CheckpointCadence(
+                self._backend,
+                Checkpointer(self._backend, self._signing_key),
+                every_events=self._checkpoint_every,
+                every_seconds=self._checkpoint_interval,
             )
         self._pid = os.getpid()
 
@@ -156,6 +189,8 @@ class AuditTrailWriter:
                 if os.getpid() != self._pid:
                     self._reopen_after_fork()
         self._committer.submit(prepared)
+        if self._cadence is not None:
+            self._cadence.appended(len(prepared))
 
     def _reopen_after_fork(self) -> None:
         """In a child process, the inherited handles, locks and unflushed events belong to the
@@ -171,6 +206,8 @@ class AuditTrailWriter:
     def _let_go_of_the_parents(self) -> None:
         """Forget what this process inherited through ``fork()``: the parent's pending events
         stay the parent's, and its lock is never released from here."""
+        if self._cadence is not None:
+            self._cadence.abandon()
         self._committer.abandon()
         self._backend.abandon()
 
@@ -190,6 +227,8 @@ class AuditTrailWriter:
             return
         try:
             self._committer.close()
+            if self._cadence is not None:
+                self._cadence.close()
         finally:
             self._backend.close()
 

@@ -1,0 +1,120 @@
+"""What evidence needs from a run of complete segment lines: each line's ID, timestamp, place
+and checksum, read in one regular-expression pass where the lines are this library's (and the
+original writer's) compact JSON, and by a full parse only where they are not. A line that is
+not an event (damage) has no ID and no timestamp."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import zlib
+from array import array
+from dataclasses import dataclass
+
+#: a line as this library and the original writer render it: ``event_id`` first, then
+#: ``timestamp`` (JSON numbers only: a line that does not match is parsed in full)
+_LEADING_FIELDS = re.compile(
+    rb'^\{"event_id":([1-9]\d{0,18}),"timestamp":(-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?)[,}]',
+    re.MULTILINE,
+)
+#: checksums are stored big-endian whatever the machine
+_LITTLE_ENDIAN = array("I", [1]).tobytes()[0] == 1
+
+
+@dataclass(frozen=True)
+class Lines:
+    """Complete lines at the start of a block: parallel columns, offsets relative to it."""
+
+    #: ``None`` for a line that is not an event
+    ids: list[int | None]
+    timestamps: list[float | None]
+    #: where each line starts; ``starts[i + 1]`` (or ``size``) is where it ends
+    starts: list[int]
+    size: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def end(self, index: int) -> int:
+        """Offset just past line ``index``."""
+        return self.starts[index + 1] if index + 1 < len(self.starts) else self.size
+
+    def checksums(self, block: bytes, count: int) -> bytes:
+        """CRC-32 of each of the first ``count`` lines, packed big-endian: they locate a
+        changed line; the SHA-256 of the bytes is what proves them."""
+        view = memoryview(block)
+        ends = [*self.starts[1:count], self.end(count - 1)] if count else []
+        sums = array("I", [zlib.crc32(view[s:e]) for s, e in zip(self.starts, ends, strict=False)])
+        if _LITTLE_ENDIAN:
+            sums.byteswap()
+        return sums.tobytes()
+
+
+def scan(block: bytes, end: int) -> Lines:
+    """The lines of ``block[:end]``, which must end with a newline (or be empty)."""
+    matches = list(_LEADING_FIELDS.finditer(block, 0, end))
+    if len(matches) == block.count(b"\n", 0, end):  # every line start matched exactly once
+        return Lines(
+            ids=[int(match[1]) for match in matches],
+            timestamps=[float(match[2]) for match in matches],
+            starts=[match.start() for match in matches],
+            size=end,
+        )
+    return _scan_slowly(block[:end])
+
+
+def head_fields(head: bytes) -> tuple[int | None, float | None]:
+    """``(event_id, timestamp)`` from the first bytes of a line too long to hold whole, if
+    it starts as this library renders events; ``(None, None)`` otherwise."""
+    match = _LEADING_FIELDS.match(head)
+    return (int(match[1]), float(match[2])) if match else (None, None)
+
+
+def _scan_slowly(data: bytes) -> Lines:
+    ids: list[int | None] = []
+    timestamps: list[float | None] = []
+    starts: list[int] = []
+    offset = 0
+    for line in data.splitlines(keepends=True):
+        event_id, timestamp = _fields(line)
+        ids.append(event_id)
+        timestamps.append(timestamp)
+        starts.append(offset)
+        offset += len(line)
+    return Lines(ids, timestamps, starts, len(data))
+
+
+def _fields(line: bytes) -> tuple[int | None, float | None]:
+    """``(event_id, timestamp)`` of a line in any JSON layout; ``(None, None)`` for a line
+    that is not an event."""
+    try:
+        document = json.loads(line)
+    except (ValueError, RecursionError):
+        return None, None
+    if not isinstance(document, dict):
+        return None, None
+    event_id, timestamp = document.get("event_id"), document.get("timestamp")
+    if not isinstance(event_id, int) or isinstance(event_id, bool) or event_id < 1:
+        return None, None
+    if not isinstance(timestamp, int | float) or isinstance(timestamp, bool):
+        return None, None
+    if not math.isfinite(timestamp):
+        return None, None
+    return event_id, float(timestamp)
+
+
+def pack_checksums(sums: list[int]) -> bytes:
+    packed = array("I", sums)
+    if _LITTLE_ENDIAN:
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def unpack_checksums(packed: bytes) -> list[int]:
+    """The CRC-32 values ``Lines.checksums`` packed."""
+    sums = array("I")
+    sums.frombytes(packed)
+    if _LITTLE_ENDIAN:
+        sums.byteswap()
+    return sums.tolist()
