@@ -1,13 +1,15 @@
 """The ``trailstore`` command line: append, query, replay, stats and a self-checking demo.
 
 Exit codes: 0 success, 1 the operation failed (storage, conflict, a demo whose replay does not
-match), 2 the invocation is wrong (bad flag, bad JSON, bad name, no trail root), 130 interrupted.
+match, a trail that fails verification), 2 the invocation is wrong (bad flag, bad JSON, bad name,
+no trail root), 3 nothing to verify (a trail without checkpoints), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import inspect
 import io
 import itertools
@@ -22,6 +24,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 from pydantic import ValidationError
@@ -38,6 +41,14 @@ from trailstore.errors import (
     InvalidNameError,
 )
 from trailstore.events import AuditEvent, AuditOperation, AuditPayload
+from trailstore.evidence import (
+    Status,
+    TrustedCheckpoint,
+    VerificationReport,
+    checkpoint_trail,
+    generate_key_pair,
+    verify_trail,
+)
 from trailstore.lines import render_line
 from trailstore.names import validate_name
 from trailstore.reader import AuditTrailReader, ReadReport
@@ -46,6 +57,8 @@ from trailstore.replay import AuditReplayer, State
 from trailstore.writer import DEFAULT_MAX_FILE_SIZE_BYTES, AuditTrailWriter
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: ``verify`` on a trail without any checkpoint: nothing could be verified
+EXIT_UNVERIFIABLE = 3
 ROOT_ENVIRONMENT_VARIABLE = "TRAILSTORE_ROOT"
 DEMO_ROOT = "./trailstore-demo"
 DEMO_SEGMENT_BYTES = 64 * 1024
@@ -500,6 +513,89 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- evidence: verify, checkpoint, keygen -------------------------------------------------------
+
+
+def _verified_state_file(root: str) -> Path:
+    """Where ``verify`` remembers the newest checkpoint it verified for a trail."""
+    state_home = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    if url_scheme(root) in ("", "file"):
+        root = str(local_path(root).resolve())
+    digest = hashlib.sha256(root.encode()).hexdigest()[:32]
+    return Path(state_home) / "trailstore" / "verified" / f"{digest}.json"
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    root = _root(args)
+    state = None if args.no_state else (args.state or _verified_state_file(root))
+    trusted = None if state is None else TrustedCheckpoint.load(state)
+    report = verify_trail(
+        root,
+        public_key=args.public_key,
+        trusted=trusted,
+        full=args.full or trusted is None,
+        storage_options=_storage_options(args),
+    )
+    if args.json:
+        _write(json.dumps(report.to_json(), indent=args.indent) + "\n")
+    else:
+        _write(_verification_text(root, report))
+    _flush()
+    if report.intact and report.latest is not None and state is not None:
+        report.latest.save(state)
+    if report.status is Status.UNVERIFIABLE:
+        return EXIT_UNVERIFIABLE
+    return EXIT_OK if report.intact else EXIT_FAILED
+
+
+def _verification_text(root: str, report: VerificationReport) -> str:
+    lines = [f"trail {root}: {report.status}"]
+    if report.latest is not None or report.checkpoints_checked:
+        begun = "the first" if report.checked_from == 0 else f"trusted #{report.checked_from}"
+        signed = f"signed by key {report.signed_by}" if report.signed_by else "unsigned"
+        lines.append(
+            f"checkpoints: {report.checkpoints_checked} checked from {begun}; they cover events "
+            f"1-{report.covered_events} ({report.gaps} IDs lost by crashed writers); newest "
+            f"{signed}"
+        )
+    lines.append(
+        f"data: {report.bytes_checked} bytes hashed; {report.uncovered_events} events written "
+        "after the newest checkpoint (in order, not yet covered)"
+    )
+    lines.extend(f"  {problem}" for problem in report.problems)
+    lines.extend(f"note: {note}" for note in report.notes)
+    return "\n".join(lines) + "\n"
+
+
+def _cmd_checkpoint(args: argparse.Namespace) -> int:
+    root = _root(args)
+    made = checkpoint_trail(
+        root, signing_key=args.signing_key, storage_options=_storage_options(args)
+    )
+    if made is None:
+        _write("nothing new to checkpoint\n")
+    else:
+        signed = f", signed by key {made.key_id}" if made.signature else ""
+        _write(f"checkpoint {made.number}: events 1-{made.size}{signed}\n")
+    _flush()
+    return EXIT_OK
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    try:
+        identity = generate_key_pair(args.private, args.public)
+    except FileExistsError as exc:
+        raise UsageError(f"{exc.filename} exists; keygen never overwrites a key") from exc
+    _write(
+        f"key {identity}: private key {args.private} (give it to writers: "
+        f"AuditTrailWriter(..., signing_key={str(args.private)!r})), public key {args.public}\n"
+        f"  verify (with --root or $TRAILSTORE_ROOT set): trailstore verify --public-key "
+        f"{shlex.quote(str(args.public.resolve()))}\n"
+    )
+    _flush()
+    return EXIT_OK
+
+
 def _stats_table(
     streams: list[StreamStats], total: StreamStats, last_event_id: int, report: ReadReport
 ) -> str:
@@ -671,7 +767,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _print(
         f"try: {prefix} stats\n"
         f"     {prefix} query --domain shop --category orders --limit 3\n"
-        f"     {prefix} replay --domain hr --category employees --key-field id --indent 2"
+        f"     {prefix} replay --domain hr --category employees --key-field id --indent 2\n"
+        f"     {prefix} verify"
     )
     return EXIT_FAILED if mismatched else EXIT_OK
 
@@ -876,6 +973,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.add_argument("--indent", type=_natural, metavar="N", help="pretty-print the JSON")
+
+    verify = _subcommand(
+        commands,
+        "verify",
+        _cmd_verify,
+        common,
+        "check the trail against its checkpoints; exit 1 if it was tampered with",
+        "Check the trail against its chain of checkpoints: every checkpoint present, each "
+        "naming the one before (and signed by --public-key's key, if given), every event they "
+        "cover unchanged and in place, and every event written since continuing them. Only "
+        "what was added since the last verified checkpoint (remembered per trail, see --state) "
+        "is read, unless --full. Exit codes: 0 intact, 1 tampered (the report names streams, "
+        "segments and event IDs), 3 no checkpoint to verify against.",
+        "  trailstore verify\n"
+        "  trailstore verify --full --public-key trail.pub\n"
+        "  trailstore verify --json | jq .problems",
+    )
+    verify.add_argument("--public-key", type=Path, metavar="FILE",
+                        help="PEM public key the checkpoints must be signed with")  # fmt: skip
+    verify.add_argument(
+        "--full", action="store_true", help="verify everything, not only what is new"
+    )
+    verify.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="file remembering the newest verified checkpoint (default: one per trail under "
+        "$XDG_STATE_HOME/trailstore/verified/)",
+    )
+    verify.add_argument(
+        "--no-state", action="store_true", help="neither read nor remember a verified checkpoint"
+    )
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.add_argument("--indent", type=_natural, metavar="N", help="pretty-print the JSON")
+
+    checkpoint = _subcommand(
+        commands,
+        "checkpoint",
+        _cmd_checkpoint,
+        common,
+        "checkpoint the trail now",
+        "Write the trail's next checkpoint, covering every event written so far (writers do "
+        "this on their own; this starts the evidence of a trail written without it).",
+        "  trailstore checkpoint --signing-key trail.key",
+    )
+    checkpoint.add_argument("--signing-key", type=Path, metavar="FILE",
+                            help="PEM Ed25519 private key to sign the checkpoint with")  # fmt: skip
+
+    keygen = _subcommand(
+        commands,
+        "keygen",
+        _cmd_keygen,
+        common,
+        "make an Ed25519 key pair for signing checkpoints",
+        "Write a new Ed25519 private key (mode 0600) and its public key as PEM files; never "
+        "overwrites a file.",
+        "  trailstore keygen --private trail.key --public trail.pub",
+    )
+    keygen.add_argument("--private", type=Path, required=True, metavar="FILE",
+                        help="where to write the private key")  # fmt: skip
+    keygen.add_argument("--public", type=Path, required=True, metavar="FILE",
+                        help="where to write the public key")  # fmt: skip
 
     demo = _subcommand(
         commands,
