@@ -85,11 +85,23 @@ class SpendingAbortBackend(LocalBackend):
         return session
 
 
+class OverwritingEvidenceBackend(LocalBackend):
+    """Writes evidence files whether or not they exist: two writers checkpointing at once
+    would each write "the next" checkpoint, one over the other, forking the chain."""
+
+    def put_evidence(self, path: str, data: bytes) -> bool:
+        target = self.root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        return True
+
+
 BROKEN = {
     "forgetful": ForgetfulBackend,
     "linkfollowing": LinkFollowingBackend,
     "unlocked": UnlockedBackend,
     "spendingabort": SpendingAbortBackend,
+    "overwriting": OverwritingEvidenceBackend,
 }
 
 

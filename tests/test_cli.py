@@ -353,7 +353,7 @@ def test_stats_counts_segments_events_bytes_and_id_range(
                 logical_user_id="u",
                 payload=AuditPayload.from_create({"id": number, "pad": "p" * 200}),
             )
-    segments_a = len(list((tmp_path / "a" / "c").iterdir()))
+    segments_a = len(list((tmp_path / "a" / "c").glob("audit-*.jsonl")))
     bytes_b = (tmp_path / "b" / "c" / "audit-000001.jsonl").stat().st_size
 
     code, out, err = run(capsys, "stats", "--root", str(tmp_path), "--json")
@@ -366,7 +366,7 @@ def test_stats_counts_segments_events_bytes_and_id_range(
             "stream": "a/c",
             "segments": segments_a,
             "events": 20,
-            "bytes": sum(path.stat().st_size for path in (tmp_path / "a" / "c").iterdir()),
+            "bytes": sum(path.stat().st_size for path in (tmp_path / "a" / "c").glob("*.jsonl")),
             "min_event_id": 1,
             "max_event_id": 20,
         },
@@ -709,6 +709,7 @@ def test_the_commands_the_demo_suggests_work_as_printed(tmp_path: Path, started_
     if started_as == "on-path":
         path.insert(0, bin_dir)
     environment = {**os.environ, "PATH": os.pathsep.join(path)}
+    environment["XDG_STATE_HOME"] = str(tmp_path / "state")  # where verify remembers the trail
     environment.pop("TRAILSTORE_ROOT", None)
     cwd = script.parents[2] if started_as == "relative-path" else tmp_path
     started = {
@@ -731,7 +732,7 @@ def test_the_commands_the_demo_suggests_work_as_printed(tmp_path: Path, started_
         if line.startswith(("try:", "     "))
     ]
 
-    assert len(suggested) == 3
+    assert len(suggested) == 4
     assert all(command.startswith(f"{started} --root ") for command in suggested)
     for command in suggested:
         result = subprocess.run(

@@ -13,21 +13,28 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
 
 from trailstore.coordinators.local_lock import COUNTER_NAME
 from trailstore.registry import local_path, open_backend
 from trailstore.store import appending
-from trailstore.testing import BackendConformance, CrashConformance, CrashKit
+from trailstore.testing import BackendConformance, CrashConformance, CrashKit, EvidenceConformance
 
 
 def _disk_full(*_: Any) -> NoReturn:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-class TestLocalBackend(BackendConformance, CrashConformance):
+class TestLocalBackend(BackendConformance, CrashConformance, EvidenceConformance):
     @pytest.fixture
     def trail_url(self, tmp_path: Path) -> str:
         return str(tmp_path / "trail")
+
+    def raw_storage(
+        self, trail_url: str, storage_options: dict[str, Any]
+    ) -> tuple[AbstractFileSystem, str]:
+        return LocalFileSystem(), str(local_path(trail_url))
 
     def damage_tail(
         self,
@@ -83,7 +90,7 @@ class TestLocalBackend(BackendConformance, CrashConformance):
                     counter.write_bytes(b"not a number\n")
 
 
-class TestMemoryBackend(BackendConformance):
+class TestMemoryBackend(BackendConformance, EvidenceConformance):
     @pytest.fixture
     def trail_url(self) -> str:
         return f"memory://{uuid.uuid4().hex}"

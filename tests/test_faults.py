@@ -38,7 +38,7 @@ def _denied(*_: Any, **__: Any) -> NoReturn:
 
 def _snapshot(root: Path) -> dict[str, bytes]:
     """Every non-empty segment's bytes, by path (a rolled-back append may leave an empty one)."""
-    segments = sorted(root.glob("*/*/audit-*"))
+    segments = sorted(root.glob("*/*/audit-*.jsonl"))
     return {str(p.relative_to(root)): p.read_bytes() for p in segments if p.stat().st_size}
 
 

@@ -31,7 +31,7 @@ from trailstore.backends.fsspec_url import FsspecBackend
 from trailstore.coordinators.conditional import ConditionalWrites
 from trailstore.coordinators.local_lock import LockedCommits
 from trailstore.registry import open_backend
-from trailstore.testing import BackendConformance, CrashConformance, CrashKit
+from trailstore.testing import BackendConformance, CrashConformance, CrashKit, EvidenceConformance
 
 AZURITE = Path(__file__).with_name("emulators") / "node_modules" / ".bin" / "azurite-blob"
 #: Azurite's well-known development account
@@ -92,10 +92,11 @@ def azure_options(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     drain.wait(timeout=30)
 
 
-class _ObjectStoreTrails(BackendConformance, CrashConformance):
+class _ObjectStoreTrails(BackendConformance, CrashConformance, EvidenceConformance):
     """A fresh prefix of the emulator's bucket for every test."""
 
     scheme: str
+    tamper_examples = 15
 
     @pytest.fixture
     def trail_url(self) -> str:

@@ -47,7 +47,10 @@ class TestBroken(base.TestLocalBackend):
         (
             "forgetful",
             "handed_out",
-            ["test_ids_handed_out_stay_spent_after_an_abort"],
+            [
+                "test_ids_handed_out_stay_spent_after_an_abort",
+                "test_ids_a_killed_batch_writer_handed_out_are_not_reused_by_a_running_writer",
+            ],
             8,
         ),
         (
@@ -75,8 +78,16 @@ class TestBroken(base.TestLocalBackend):
             8,
         ),
         ("spendingabort", "abort", ["test_abort_writes_nothing_and_gives_the_ids_back"], 8),
+        ("overwriting", "created_once", ["test_evidence_files_are_created_once"], 8),
     ],
-    ids=["forgetful-session", "forgetful-crash", "follows-links", "no-lock", "abort-spends"],
+    ids=[
+        "forgetful-session",
+        "forgetful-crash",
+        "follows-links",
+        "no-lock",
+        "abort-spends",
+        "evidence-overwritten",
+    ],
 )
 def test_the_suite_rejects_a_broken_backend(
     pytester: pytest.Pytester,

@@ -56,6 +56,7 @@ class CountingProxy:
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self._lock = threading.Lock()
         self.requests: list[Request] = []
+        self._downloaded = 0
         self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -75,6 +76,7 @@ class CountingProxy:
         """Forget the requests seen so far."""
         with self._lock:
             self.requests = []
+            self._downloaded = 0
 
     def count(self, method: str) -> int:
         """Requests seen with ``method``."""
@@ -85,6 +87,11 @@ class CountingProxy:
         """Payload bytes of every PUT and POST seen."""
         with self._lock:
             return sum(r.body_bytes for r in self.requests if r.method in ("PUT", "POST"))
+
+    def downloaded_bytes(self) -> int:
+        """Body bytes of every answer to a GET seen."""
+        with self._lock:
+            return self._downloaded
 
     def respond(self, request: Request, forward: Callable[[], Response]) -> Response | None:
         """The response the client gets; ``forward()`` sends the request upstream. ``None``
@@ -127,6 +134,9 @@ class CountingProxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(response.body)
+                if self.command == "GET":
+                    with proxy._lock:
+                        proxy._downloaded += len(response.body)
 
             def _upstream(self, body: bytes) -> Response:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}

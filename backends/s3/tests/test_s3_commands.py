@@ -74,6 +74,7 @@ def test_an_s3_demo_suggests_commands_that_reach_the_same_trail(
     assert code == 0 and "replay matches: yes" in out
 
     environment = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    environment["XDG_STATE_HOME"] = str(tmp_path / "state")  # where verify remembers the trail
     for command in _suggested(out):
         result = subprocess.run(
             command, shell=True, cwd=Path.cwd(), env=environment, capture_output=True, text=True

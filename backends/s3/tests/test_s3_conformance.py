@@ -18,12 +18,14 @@ from s3fs import S3FileSystem
 from trailstore_s3.backend import S3Backend
 
 from trailstore.coordinators.conditional import ConditionalWrites
-from trailstore.testing import BackendConformance, CrashConformance, CrashKit
+from trailstore.testing import BackendConformance, CrashConformance, CrashKit, EvidenceConformance
 
 LEASE_SECONDS = 3.0
 
 
-class TestS3Conformance(BackendConformance, CrashConformance):
+class TestS3Conformance(BackendConformance, CrashConformance, EvidenceConformance):
+    tamper_examples = 25
+
     @pytest.fixture
     def trail_url(self, fresh_trail_url: str) -> str:
         return fresh_trail_url

@@ -41,12 +41,16 @@ def test_an_uncontended_fsync_commit_is_one_put(
     proxy: CountingProxy, fresh_trail_url: str, events: int, record_property: Any
 ) -> None:
     """Counted at the server: one PUT per append, plus checkpoints, ``index.json`` and sealing
-    amortised; no other request while appending; uploads at most 3x the trail."""
+    amortised; no other request while appending; uploads at most 3x the trail. (Without
+    tamper evidence: what it adds is counted by the next test.)"""
     options = options_for(proxy.endpoint)
     payload = AuditPayload.from_create({"id": 1, "note": "x" * 310})
     limit = events * 500 // 12  # about a dozen segments, sealed as the writer rotates
     writer = AuditTrailWriter(
-        root_path=fresh_trail_url, storage_options=options, max_file_size_bytes=limit
+        root_path=fresh_trail_url,
+        storage_options=options,
+        max_file_size_bytes=limit,
+        checkpoints=False,
     )
     proxy.reset()
     for i in range(events):
@@ -80,6 +84,43 @@ def test_an_uncontended_fsync_commit_is_one_put(
     proxy.reset()
     ids, reader = read_ids(fresh_trail_url, options)
     assert ids == list(range(1, events + 1)) and reader.report.clean
+
+
+def test_tamper_evidence_costs_one_put_per_evidence_file_and_no_request_per_append(
+    proxy: CountingProxy, fresh_trail_url: str, record_property: Any
+) -> None:
+    """With checkpoints (at each of a dozen seals here): each checkpoint and seal is one PUT,
+    and what a checkpoint reads (listings, the bytes it hashes) is paid per checkpoint, not
+    per append."""
+    options = options_for(proxy.endpoint)
+    payload = AuditPayload.from_create({"id": 1, "note": "x" * 310})
+    events = 600
+    writer = AuditTrailWriter(
+        root_path=fresh_trail_url, storage_options=options, max_file_size_bytes=events * 500 // 12
+    )
+    proxy.reset()
+    for i in range(events):
+        writer.append_event(**sample_event(i, payload=payload))
+    writer.close()
+    backend = S3Backend(fresh_trail_url, **options)
+    evidence = len(backend.list_evidence(".trailstore/evidence"))
+    seals = sum(
+        name.endswith(".seal.json")
+        for stream in backend.list_streams()
+        for name in backend.list_evidence(f"{stream.domain}/{stream.category}")
+    )
+    assert evidence > 1 and seals > 1
+    segments = sum(len(backend.list_segments(stream)) for stream in backend.list_streams())
+    checkpoints = events // LogBackend.checkpoint_every + 1  # and the one at close
+    assert proxy.count("PUT") <= events + 2 * checkpoints + segments + evidence + seals + 1
+    measured = {
+        "evidence_puts": evidence + seals,
+        "gets_per_commit": round(proxy.count("GET") / events, 3),
+        "download_ratio": round(proxy.downloaded_bytes() / proxy.uploaded_bytes(), 2),
+    }
+    record_property("s3_evidence_cost", measured)
+    print(measured)
+    assert proxy.count("GET") + proxy.count("HEAD") <= 25 * evidence  # per checkpoint written
 
 
 def test_four_writer_processes_share_one_trail(

@@ -13,7 +13,9 @@ round, ``check`` holds the trail, read only through the backend and reader inter
 - no ID twice, IDs ascending within a stream, every line parseable (after a writer's open has
   repaired torn tails), no segment past the size bound unless it holds one event;
 - every missing ID up to the counter announced by a killed writer and never acknowledged, and
-  reported by the reader as a gap.
+  reported by the reader as a gap;
+- the trail verifying against its checkpoints (made by the killed writers and the closing one)
+  with no problem: a crash at any point leaves no false alarm.
 
 ``CrashConformance`` turns this into tests a backend's test class inherits.
 """
@@ -36,6 +38,7 @@ import pytest
 
 from trailstore.backend import Backend
 from trailstore.encoding import decode_line
+from trailstore.evidence import verify_trail
 from trailstore.lines import line_event_id
 from trailstore.reader import AuditTrailReader
 from trailstore.registry import open_backend
@@ -237,6 +240,9 @@ class CrashKit:
         assert reported == missing, "the reader's gaps are not the missing IDs"
         assert reader.report.duplicate_ids == 0
         assert reader.report.malformed_lines == reader.report.torn_lines == 0
+        verified = verify_trail(self.url, storage_options=self.storage_options, full=True)
+        assert verified.problems == [], [str(problem) for problem in verified.problems]
+        assert verified.covered_events == last, "the closing writer's checkpoint covers all"
         return found
 
 
