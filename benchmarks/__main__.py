@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cases import local_cases, s3_cases
+from benchmarks.evidence import verify_speed
 from benchmarks.report import (
     HEADER,
     TARGET_HEADER,
@@ -39,8 +40,8 @@ Run one realistic CRUD workload (payloads of about 200-2000 bytes over four stre
 trailstore in every durability mode and through the writers people use instead, each case in a
 fresh process, and report events/s, MB/s, p50/p99 append latency and peak RSS, each as a ratio
 to the naive per-event writer measured in the same run. Also measures writer memory growth over
-a long run and reader scan speed. S3 cases run against a moto server on 127.0.0.1 when the
-trailstore-s3 plugin is installed.
+a long run, reader scan speed and verification speed over its trail. S3 cases run against a
+moto server on 127.0.0.1 when the trailstore-s3 plugin is installed.
 """
 
 
@@ -140,7 +141,7 @@ def _median(results: list[Result]) -> Result:
 
 def _long_run(spec: WorkloadSpec, workdir: Path, events: int) -> LongRun:
     """Writer peak RSS after ``events // 100`` and ``events`` events, then reader scans."""
-    print("  running: writer memory and reader scans", file=sys.stderr, flush=True)
+    print("  running: writer memory, reader scans, verify", file=sys.stderr, flush=True)
     small = max(1, events // 100)
     return LongRun(
         small,
@@ -148,6 +149,7 @@ def _long_run(spec: WorkloadSpec, workdir: Path, events: int) -> LongRun:
         _in_child(writer_peak_rss_mb, spec, workdir / "memory-small", small),
         _in_child(writer_peak_rss_mb, spec, workdir / "memory-large", events),
         _in_child(scan, workdir / "memory-large"),
+        _in_child(verify_speed, spec, workdir / "memory-large"),
     )
 
 

@@ -14,6 +14,8 @@ NAIVE = "naive per-event writer"
 NAIVE_S3 = "naive S3 (PUT per event)"
 STDLIB = "stdlib RotatingFileHandler"
 BARE = "bare serialise+write loop"
+#: rows of writers that keep no tamper evidence, to price the checkpoints of the others
+NO_CHECKPOINTS = "no checkpoints"
 
 
 class Appender(Protocol):
@@ -108,8 +110,10 @@ def local_cases(threads: int, processes: int) -> list[Case]:
         Case(STDLIB, lambda root, size, _: RotatingHandlerWriter(root, size), baseline=True),
         Case(BARE, lambda root, size, _: BareLoopWriter(root, size), baseline=True),
         Case("trailstore local fsync", _trailstore("fsync")),
+        Case(f"trailstore local fsync, {NO_CHECKPOINTS}", _trailstore("fsync", checkpoints=False)),
         Case(f"trailstore local fsync, {threads} threads", _trailstore("fsync"), threads=threads),
         Case("trailstore local flush", _trailstore("flush")),
+        Case(f"trailstore local flush, {NO_CHECKPOINTS}", _trailstore("flush", checkpoints=False)),
         Case(f"trailstore local flush, {threads} threads", _trailstore("flush"), threads=threads),
         Case("trailstore local batch", _trailstore("batch")),
         Case("trailstore local fsync, append_events(1000)", _trailstore("fsync"), batch=1000),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.cases import BARE, NAIVE, NAIVE_S3, STDLIB
+from benchmarks.cases import BARE, NAIVE, NAIVE_S3, NO_CHECKPOINTS, STDLIB
 from benchmarks.runner import Result
 from benchmarks.scans import LongRun
 
@@ -67,6 +67,18 @@ def targets(results: dict[str, Result], long_run: LongRun | None) -> list[Target
         NAIVE,
         50,
     )
+    ratio(
+        "checkpoints, local flush",
+        "trailstore local flush",
+        f"trailstore local flush, {NO_CHECKPOINTS}",
+        0.9,
+    )
+    ratio(
+        "checkpoints, local fsync",
+        "trailstore local fsync",
+        f"trailstore local fsync, {NO_CHECKPOINTS}",
+        0.95,
+    )
     ratio("S3 fsync, 1 thread", "trailstore S3 fsync", NAIVE_S3, 2)
     ratio("S3 fsync, threads", r"trailstore S3 fsync, \d+ threads", NAIVE_S3, 5)
     ratio("S3 batch, 1 thread", "trailstore S3 batch", NAIVE_S3, 100)
@@ -84,6 +96,24 @@ def targets(results: dict[str, Result], long_run: LongRun | None) -> list[Target
             ">= 20x full scan",
             f"{scan.tail_speedup:.0f}x",
             scan.tail_speedup >= 20,
+        )
+    )
+    verify = long_run.verify
+    share = verify.full_share_of_sha256
+    found.append(
+        Target(
+            "verify --full",
+            ">= 0.8x hashlib.sha256 MB/s",
+            f"{share:.2f}x ({verify.full_mb_per_second:,.0f} MB/s)",
+            share >= 0.8,
+        )
+    )
+    found.append(
+        Target(
+            f"verify after {verify.added_events:,} new events",
+            "< 1% of verify --full",
+            f"{verify.incremental_share:.2%}",
+            verify.incremental_share < 0.01,
         )
     )
     return found

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.evidence import VerifyResult
 from benchmarks.memory import peak_mb, reset_peak
 from benchmarks.workload import WorkloadSpec
 from trailstore.reader import AuditTrailReader
@@ -33,6 +34,7 @@ class LongRun:
     small_rss_mb: float
     large_rss_mb: float
     scan: ScanResult
+    verify: VerifyResult
 
     @property
     def growth_mb(self) -> float:
@@ -45,7 +47,8 @@ class LongRun:
             f"writer peak RSS {self.small_rss_mb:.0f} MB after {self.small_events:,} events, "
             f"{self.large_rss_mb:.0f} MB after {self.large_events:,}; reader over "
             f"{self.scan.events:,} events: full scan {self.scan.full_scan_seconds:.2f} s, "
-            f"the last 1,000 by min_event_id in {self.scan.tail_query_seconds * 1000:.1f} ms"
+            f"the last 1,000 by min_event_id in {self.scan.tail_query_seconds * 1000:.1f} ms; "
+            f"{self.verify.describe()}"
         )
 
 
