@@ -9,10 +9,13 @@ import logging
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trailstore import AuditTrailWriter
 from trailstore.cli import main
 from trailstore.evidence import Finding, Status, verify_trail
+from trailstore.evidence.scan import scan
 from trailstore.testing import sample_event
 
 
@@ -185,3 +188,42 @@ def test_a_writer_on_a_tampered_trail_keeps_appending_and_stops_checkpointing(
     report = verify_trail(root, full=True)
     assert report.status is Status.TAMPERED
     assert report.problems[0].event_ids == ((2, 2),)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 10**18),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.sampled_from(["ours", "reordered", "nested", "junk"]),
+        ),
+        max_size=30,
+    )
+)
+def test_scanning_lines_fast_agrees_with_parsing_each(
+    lines: list[tuple[int, float, str]],
+) -> None:
+    rendered = []
+    for event_id, moment, shape in lines:
+        document: dict[str, object] = {"event_id": event_id, "timestamp": moment, "domain": "d"}
+        if shape == "reordered":
+            document = {"timestamp": moment, "event_id": event_id}
+        elif shape == "nested":
+            document["payload"] = {"after": {"event_id": 1, "timestamp": 2}}
+        text = "not json" if shape == "junk" else json.dumps(document, separators=(",", ":"))
+        rendered.append(text.encode() + b"\n")
+    data = b"".join(rendered)
+
+    found = scan(data, len(data))
+
+    expected = [json_fields(line) for line in rendered]
+    assert list(zip(found.ids, found.timestamps, strict=True)) == expected
+    assert found.starts == [sum(map(len, rendered[:n])) for n in range(len(rendered))]
+
+
+def json_fields(line: bytes) -> tuple[int | None, float | None]:
+    try:
+        document = json.loads(line)
+    except ValueError:
+        return None, None
+    return document["event_id"], float(document["timestamp"])

@@ -12,12 +12,15 @@ import zlib
 from array import array
 from dataclasses import dataclass
 
-#: a line as this library and the original writer render it: ``event_id`` first, then
-#: ``timestamp`` (JSON numbers only: a line that does not match is parsed in full)
-_LEADING_FIELDS = re.compile(
-    rb'^\{"event_id":([1-9]\d{0,18}),"timestamp":(-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?)[,}]',
-    re.MULTILINE,
+#: how a line starts as this library and the original writer render it: ``event_id`` first,
+#: then ``timestamp`` (JSON numbers only: a line that does not start so is parsed in full)
+_LEADING = (
+    rb'\{"event_id":([1-9]\d{0,18}),"timestamp":(-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?)[,}]'
 )
+_LEADING_FIELDS = re.compile(_LEADING)
+#: the same after a newline: searching for a newline and a literal is several times faster
+#: than a multi-line ``^``
+_NEXT_LEADING_FIELDS = re.compile(b"\n" + _LEADING)
 #: checksums are stored big-endian whatever the machine
 _LITTLE_ENDIAN = array("I", [1]).tobytes()[0] == 1
 
@@ -53,15 +56,19 @@ class Lines:
 
 def scan(block: bytes, end: int) -> Lines:
     """The lines of ``block[:end]``, which must end with a newline (or be empty)."""
-    matches = list(_LEADING_FIELDS.finditer(block, 0, end))
-    if len(matches) == block.count(b"\n", 0, end):  # every line start matched exactly once
-        return Lines(
-            ids=[int(match[1]) for match in matches],
-            timestamps=[float(match[2]) for match in matches],
-            starts=[match.start() for match in matches],
-            size=end,
-        )
-    return _scan_slowly(block[:end])
+    if not end:
+        return Lines([], [], [], 0)
+    first = _LEADING_FIELDS.match(block, 0, end)
+    rest = list(_NEXT_LEADING_FIELDS.finditer(block, 0, end))
+    if first is None or len(rest) + 1 != block.count(b"\n", 0, end):
+        return _scan_slowly(block[:end])  # some line does not start as rendered here
+    matches = [first, *rest]
+    return Lines(
+        ids=[int(match[1]) for match in matches],
+        timestamps=[float(match[2]) for match in matches],
+        starts=[0, *(match.start() + 1 for match in rest)],
+        size=end,
+    )
 
 
 def head_fields(head: bytes) -> tuple[int | None, float | None]:
