@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -37,7 +37,8 @@ from trailstore.evidence.records import (
     seal_path,
 )
 
-log = logging.getLogger("trailstore")
+#: how many times a checkpoint is built again after other writers took its number
+CHECKPOINT_ATTEMPTS = 100
 
 
 def checkpoint_numbers(backend: Backend) -> list[int]:
@@ -93,15 +94,29 @@ class Checkpointer:
 
     def checkpoint(self) -> Checkpoint | None:
         """Write the next checkpoint, covering every event settled now; ``None`` if there is
-        nothing new to cover or another writer wrote the next checkpoint first.
+        nothing new to cover. When another writer takes the number first, its checkpoint is
+        extended in turn, so that once this returns the events settled when it was called are
+        covered (by this writer's checkpoint or another's).
 
         Raises ``EvidenceError`` if the trail does not continue its last checkpoint.
         """
-        previous = self.latest()
-        size, streams = self._backend.settled_streams()
+        for _ in range(CHECKPOINT_ATTEMPTS):
+            previous = self.latest()
+            size, streams = self._backend.settled_streams()
+            if size <= (0 if previous is None else previous.size):
+                return None
+            checkpoint = self._next(previous, size, streams)
+            if self._backend.put_evidence(checkpoint_path(checkpoint.number), checkpoint.encode()):
+                self._latest = checkpoint
+                return checkpoint
+        raise EvidenceError(
+            f"{self._backend.url}: other writers took the next checkpoint's number "
+            f"{CHECKPOINT_ATTEMPTS} times in a row"
+        )
+
+    def _next(self, previous: Checkpoint | None, size: int, streams: list[StreamKey]) -> Checkpoint:
+        """The checkpoint after ``previous`` covering the IDs up to ``size``."""
         floor = 0 if previous is None else previous.size
-        if size <= floor:
-            return None
         extension = _Extension(floor, size, dict(previous.positions) if previous else {})
         for stream in streams:
             self._extend_stream(extension, stream)
@@ -117,14 +132,11 @@ class Checkpointer:
             seals=tuple(extension.seals),
             key_id=self._key_id,
         )
-        if self._key is not None:
-            checkpoint = checkpoint.with_signature(
-                self._key_id or "", self._key.sign(checkpoint.signed_bytes())
-            )
-        if not self._backend.put_evidence(checkpoint_path(checkpoint.number), checkpoint.encode()):
-            return None  # another writer's checkpoint took the number
-        self._latest = checkpoint
-        return checkpoint
+        if self._key is None:
+            return checkpoint
+        return checkpoint.with_signature(
+            self._key_id or "", self._key.sign(checkpoint.signed_bytes())
+        )
 
     def _extend_stream(self, extension: _Extension, stream: StreamKey) -> None:
         """Add the stream's lines from its position on, up to the checkpoint's size; seal the
@@ -141,15 +153,8 @@ class Checkpointer:
         for number in (n for n in numbers if n >= position.segment):
             if number != position.segment:
                 position = Position(number)
-            elif (
-                position.offset
-                and self._backend.read_range(stream, number, position.offset - 1, position.offset)
-                != b"\n"
-            ):
-                raise EvidenceError(
-                    f"{stream} segment {number}: byte {position.offset}, where the covered "
-                    "lines ended, no longer starts a line (covered bytes changed)"
-                )
+            elif position.last_line is not None:
+                self._check_last_line(stream, number, position)
             run = read_run(
                 self._backend, stream, number, position.offset, through=extension.size, after=after
             )
@@ -157,12 +162,26 @@ class Checkpointer:
                 piece = _piece(stream, number, run)
                 extension.pieces.append(piece)
                 extension.ids.extend(run.ids)
-                position = _advanced(position, piece)
+                position = _advanced(position, piece, run.last_line)
                 after = run.ids[-1] if run.ids else after
             if not run.finished or number == numbers[-1]:
                 break
             extension.seals.append(self._seal(stream, number, position))
         extension.positions[stream] = position
+
+    def _check_last_line(self, stream: StreamKey, number: int, position: Position) -> None:
+        """The last line a checkpoint covered must still end where it did: the bytes after it
+        are then the ones added since (a change before it is found at the seal, and by
+        ``verify``)."""
+        assert position.last_line is not None
+        length, checksum = position.last_line
+        start = position.offset - length
+        held = self._backend.read_range(stream, number, start, position.offset)
+        if zlib.crc32(held) != checksum:
+            raise EvidenceError(
+                f"{stream} segment {number}: the last covered line, bytes {start}-"
+                f"{position.offset}, changed (covered bytes were altered)"
+            )
 
     def _seal(
         self, stream: StreamKey, number: int, position: Position
@@ -210,7 +229,7 @@ def _piece(stream: StreamKey, number: int, run: Run) -> Piece:
     )
 
 
-def _advanced(position: Position, piece: Piece) -> Position:
+def _advanced(position: Position, piece: Piece, last_line: tuple[int, int] | None) -> Position:
     """The position just past ``piece``, with what it added to the segment's summary."""
     ids = position.ids
     if piece.ids:
@@ -225,6 +244,7 @@ def _advanced(position: Position, piece: Piece) -> Position:
         ids=ids,
         times=times,
         pieces=(*position.pieces, (piece.start, piece.end, piece.sha256)),
+        last_line=last_line,
     )
 
 

@@ -3,10 +3,12 @@ segment holds (a damaged line of 100 MB is hashed as it streams past, never held
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from trailstore.backend import Backend, StreamKey
 from trailstore.errors import EvidenceError
@@ -30,6 +32,8 @@ class Run:
     #: indexes (in the run) of the lines that are not events
     damaged: list[int] = field(default_factory=list)
     lines: int = 0
+    #: ``(length, CRC-32)`` of the run's last line
+    last_line: tuple[int, int] | None = None
     #: the segment ended right after the run (no line past it, complete or torn)
     finished: bool = False
 
@@ -50,33 +54,60 @@ def read_run(
             after = run.ids[-1] if run.ids else after
             continue
         lines = scan(block, cut)
-        taken = 0
-        for event_id in lines.ids:
-            if event_id is not None:
-                if event_id > through:
-                    break
-                if event_id <= after:
-                    raise EvidenceError(
-                        f"{stream} segment {number}: event {event_id} follows event {after} "
-                        "(at or below an earlier checkpoint's size, or out of order)"
-                    )
-                after = event_id
-            taken += 1
+        taken = _count_taken(lines.ids, through, after, f"{stream} segment {number}")
         end = lines.end(taken - 1) if taken else 0
+        if taken:
+            last = memoryview(block)[lines.starts[taken - 1] : end]
+            run.last_line = (len(last), zlib.crc32(last))
         run.hasher.update(memoryview(block)[:end])
-        for index in range(taken):
-            event_id, moment = lines.ids[index], lines.timestamps[index]
-            if event_id is None or moment is None:
-                run.damaged.append(run.lines + index)
-            else:
-                run.ids.append(event_id)
-                run.times.append(moment)
+        _keep(run, lines.ids[:taken], lines.timestamps[:taken])
+        after = run.ids[-1] if run.ids else after
         run.checksums.append(lines.checksums(block, taken))
         run.lines += taken
         run.end += end
         if taken < len(lines) or len(block) < READ_BLOCK:
             run.finished = taken == len(lines) and cut == len(block)
             return run
+
+
+def _count_taken(ids: list[int | None], through: int, after: int, where: str) -> int:
+    """How many of ``ids`` to take: up to the first above ``through``, each above ``after``
+    and the one before (``None``, a line that is not an event, is taken as it is)."""
+    if None not in ids:  # the usual block: checked with C-speed list operations
+        events = cast("list[int]", ids)
+        taken = bisect.bisect_right(events, through)
+        head = events[:taken]
+        ascending = not head or (head[0] > after and head == sorted(set(head)))
+        if ascending and (taken == len(events) or events[taken] > through):
+            return taken
+    taken = 0
+    for event_id in ids:
+        if event_id is not None:
+            if event_id > through:
+                break
+            if event_id <= after:
+                raise EvidenceError(
+                    f"{where}: event {event_id} follows event {after} (at or below an "
+                    "earlier checkpoint's size, or out of order)"
+                )
+            after = event_id
+        taken += 1
+    return taken
+
+
+def _keep(run: Run, ids: list[int | None], times: list[float | None]) -> None:
+    """Add taken lines' IDs and timestamps to ``run``; a line that is not an event is
+    recorded as damaged."""
+    if None not in ids:
+        run.ids.extend(cast("list[int]", ids))
+        run.times.extend(cast("list[float]", times))
+    else:
+        for index, (event_id, moment) in enumerate(zip(ids, times, strict=True)):
+            if event_id is None or moment is None:
+                run.damaged.append(run.lines + index)
+            else:
+                run.ids.append(event_id)
+                run.times.append(moment)
 
 
 def _take_long_line(
@@ -107,6 +138,7 @@ def _take_long_line(
         block = backend.read_range(stream, number, offset, offset + READ_BLOCK)
         if not block:
             return False
+    run.last_line = (offset - run.end, checksum)
     run.hasher, run.end = hasher, offset
     if event_id is None or moment is None:
         run.damaged.append(run.lines)

@@ -218,16 +218,20 @@ class Position:
     #: ``(start, end, SHA-256)`` of the pieces covering the segment so far: its seal is
     #: written only once its bytes are checked against them
     pieces: tuple[tuple[int, int, str], ...] = ()
+    #: ``(length, CRC-32)`` of the last covered line: the next checkpoint starts only where
+    #: that line still ends
+    last_line: tuple[int, int] | None = None
 
     def to_json(self) -> list[Any]:
         times = None if self.times is None else [self.times.low, self.times.high]
         ids = None if self.ids is None else list(self.ids)
         pieces = [list(piece) for piece in self.pieces]
-        return [self.segment, self.offset, self.events, ids, times, pieces]
+        last = None if self.last_line is None else list(self.last_line)
+        return [self.segment, self.offset, self.events, ids, times, pieces, last]
 
     @classmethod
     def from_json(cls, document: Any) -> Position:
-        segment, offset, events, ids, times, pieces = document
+        segment, offset, events, ids, times, pieces, last = document
         first_last = None if ids is None else (_natural(ids[0]), _natural(ids[1]))
         return cls(
             _natural(segment),
@@ -236,6 +240,7 @@ class Position:
             first_last,
             _times(times),
             tuple((_natural(start), _natural(end), _hex(digest)) for start, end, digest in pieces),
+            None if last is None else (_natural(last[0]), _natural(last[1])),
         )
 
 

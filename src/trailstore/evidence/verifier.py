@@ -10,6 +10,7 @@ newest checkpoint must continue it: IDs above its size, in order, once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -293,11 +294,12 @@ class Verifier:
         start = pieces[0][1].start
         highest = max(covering, default=0)
         actual: list[tuple[int | None, int]] = []
-        for line, checksum in complete_lines(self._backend, stream, number, start, Tail()):
-            event_id = line_event_id(line)
-            if event_id is not None and event_id > highest:
-                break
-            actual.append((event_id, checksum))
+        with contextlib.suppress(FileNotFoundError):  # gone while read: every line is missing
+            for line, checksum in complete_lines(self._backend, stream, number, start, Tail()):
+                event_id = line_event_id(line)
+                if event_id is not None and event_id > highest:
+                    break
+                actual.append((event_id, checksum))
         changed: set[int] = set()
         missing: set[int] = set()
         inserted: set[int | None] = set()
@@ -364,7 +366,13 @@ class Verifier:
             after = position.ids[1] if position.ids else size
             for number in (n for n in numbers if n >= position.segment):
                 offset = position.offset if number == position.segment else 0
-                after = self._check_tail_segment(report, stream, number, offset, size, after, seen)
+                try:
+                    after = self._check_tail_segment(
+                        report, stream, number, offset, size, after, seen
+                    )
+                except FileNotFoundError:
+                    gone = "its lines cannot be read (an object of it is gone)"
+                    report.add(Problem(Finding.SEGMENT_MISSING, gone, stream, number))
         report.uncovered_events = len(seen)
 
     def _check_tail_segment(

@@ -42,6 +42,7 @@ from trailstore.evidence.records import (
 )
 from trailstore.lines import line_event_id
 from trailstore.registry import open_backend
+from trailstore.store.commits import Commit
 from trailstore.writer import AuditTrailWriter
 
 from .conformance import sample_event
@@ -277,6 +278,10 @@ class EvidenceConformance:
     ) -> None:
         fs, root = self.raw_storage(trail_url, storage_options)
         self.write_trail(trail_url, storage_options, 90, processes=3)
+        written = self.verify(trail_url, storage_options, full=True)
+        assert (written.status, written.uncovered_events) == (Status.INTACT, 0), (
+            "once its writers closed, every event is covered (by one checkpoint or another)"
+        )
 
         @settings(max_examples=self.tamper_examples, deadline=None, database=None)
         @given(attack=st.sampled_from(sorted(ATTACKS)), seed=st.integers(0, 2**32))
@@ -482,6 +487,38 @@ def _swap_two_segments(fs: AbstractFileSystem, root: str, chooser: random.Random
     return Tampered({Finding.MISSING, Finding.INSERTED, Finding.SEGMENT_ALTERED}, stream, number)
 
 
+def _cut_off_the_newest_events(
+    fs: AbstractFileSystem, root: str, chooser: random.Random
+) -> Tampered:
+    """Remove the newest events, which the checkpoint written at close covers: the end of an
+    open segment file, or (where storage cannot append) the newest commit objects."""
+    log = f"{root}/.trailstore/log"
+    if fs.exists(log):
+        newest = sorted(fs.ls(log, detail=False))[-1]
+        commit = Commit.decode(bytes(fs.cat_file(newest)))
+        fs.rm_file(newest)
+        if not commit.lines:  # a commit of no events (a reservation): cut the one before
+            return _cut_off_the_newest_events(fs, root, chooser)
+        stream, number = commit.entries[0][0], commit.entries[0][1]
+        first = line_event_id(commit.lines[0])
+        return Tampered({Finding.MISSING, Finding.SEGMENT_MISSING}, stream, number, first)
+    sealed = {path.removesuffix(".seal.json") + ".jsonl" for path in fs.find(root)}
+    open_segments = sorted(
+        path
+        for path in fs.find(root)
+        if path.endswith(".jsonl") and "/audit-" in path and path not in sealed
+    )
+    path = chooser.choice(open_segments)
+    lines = _lines(fs, path)
+    keep = chooser.randrange(len(lines))
+    fs.pipe_file(path, b"".join(lines[:keep]))
+    domain, category, name = path[len(root) :].strip("/").split("/")
+    number = int(name.removeprefix("audit-").removesuffix(".jsonl"))
+    return Tampered(
+        {Finding.MISSING}, StreamKey(domain, category), number, line_event_id(lines[-1])
+    )
+
+
 def _alter_a_seal(fs: AbstractFileSystem, root: str, chooser: random.Random) -> Tampered:
     stream, number, _ = _sealed_segment(fs, root, chooser)
     path = f"{root}/{seal_path(stream, number)}"
@@ -530,6 +567,7 @@ ATTACKS: dict[str, Callable[[AbstractFileSystem, str, random.Random], Tampered]]
     "rename a segment": _rename_a_segment,
     "swap two segments": _swap_two_segments,
     "alter a seal": _alter_a_seal,
+    "cut off the newest events": _cut_off_the_newest_events,
     "remove a checkpoint": _remove_a_checkpoint,
     "alter a checkpoint": _alter_a_checkpoint,
 }
