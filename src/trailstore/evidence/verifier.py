@@ -74,7 +74,7 @@ class Verifier:
                 "the trail has no checkpoint, so nothing in it can be verified (written by a "
                 "writer that keeps no evidence); a writer of this version checkpoints it"
             )
-            self._check_tail(report, {}, 0)
+            self._check_tail(report, self._backend.list_streams(), {}, 0)
             if trusted is not None:
                 report.add(
                     Problem(Finding.ROLLED_BACK, f"checkpoint {trusted.number} was trusted and "
@@ -114,10 +114,11 @@ class Verifier:
                 covered.seals[(stream, number)] = (checkpoint.number, digest)
         for stream, number in sorted(set(covered.pieces) | set(covered.seals)):
             self._check_segment(report, covered, stream, number)
+        streams = self._backend.list_streams()  # one listing for the three checks below
         if full:
-            self._check_known_segments(report, covered, newest.positions)
-        self._check_tail(report, newest.positions, newest.size)
-        self._note_quarantine(report)
+            self._check_known_segments(report, streams, covered, newest.positions)
+        self._check_tail(report, streams, newest.positions, newest.size)
+        self._note_quarantine(report, streams)
         if report.status is not Status.INTACT:
             report.latest = None  # nothing to trust next time
         return report
@@ -332,11 +333,15 @@ class Verifier:
                                runs_of(sorted(covering))))  # fmt: skip
 
     def _check_known_segments(
-        self, report: VerificationReport, covered: _Covered, positions: dict[StreamKey, Position]
+        self,
+        report: VerificationReport,
+        streams: list[StreamKey],
+        covered: _Covered,
+        positions: dict[StreamKey, Position],
     ) -> None:
         """Every segment before a stream's covered position must be one the chain covers."""
         known = set(covered.pieces) | set(covered.seals)
-        for stream in self._backend.list_streams():
+        for stream in streams:
             position = positions.get(stream)
             for number in self._backend.list_segments(stream):
                 below = position is not None and number < position.segment
@@ -346,15 +351,19 @@ class Verifier:
                                        stream, number))  # fmt: skip
 
     def _check_tail(
-        self, report: VerificationReport, positions: dict[StreamKey, Position], size: int
+        self,
+        report: VerificationReport,
+        streams: list[StreamKey],
+        positions: dict[StreamKey, Position],
+        size: int,
     ) -> None:
         """Lines after the newest checkpoint must continue it: IDs above its size, in order."""
         seen: dict[int, StreamKey] = {}
-        streams = set(self._backend.list_streams())
-        for stream in sorted(set(positions) - streams):
+        listed = set(streams)
+        for stream in sorted(set(positions) - listed):
             report.add(Problem(Finding.SEGMENT_MISSING, "a covered stream is gone", stream,
                                positions[stream].segment))  # fmt: skip
-        for stream in sorted(streams):
+        for stream in sorted(listed):
             numbers = self._backend.list_segments(stream)
             position = positions.get(stream) or (Position(numbers[0]) if numbers else None)
             if position is None:
@@ -418,8 +427,8 @@ class Verifier:
             )
         return after
 
-    def _note_quarantine(self, report: VerificationReport) -> None:
-        for stream in self._backend.list_streams():
+    def _note_quarantine(self, report: VerificationReport, streams: list[StreamKey]) -> None:
+        for stream in streams:
             for name in self._backend.list_evidence(f"{stream.domain}/{stream.category}"):
                 if name.endswith(TORN_SUFFIX):
                     report.notes.append(
