@@ -19,14 +19,14 @@ from fsspec.implementations.local import LocalFileSystem
 from trailstore.coordinators.local_lock import COUNTER_NAME
 from trailstore.registry import local_path, open_backend
 from trailstore.store import appending
-from trailstore.testing import BackendConformance, CrashConformance, CrashKit, EvidenceConformance
+from trailstore.testing import BackendConformance, CrashConformance, CrashKit, LifecycleConformance
 
 
 def _disk_full(*_: Any) -> NoReturn:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-class TestLocalBackend(BackendConformance, CrashConformance, EvidenceConformance):
+class TestLocalBackend(BackendConformance, CrashConformance, LifecycleConformance):
     @pytest.fixture
     def trail_url(self, tmp_path: Path) -> str:
         return str(tmp_path / "trail")
@@ -90,7 +90,7 @@ class TestLocalBackend(BackendConformance, CrashConformance, EvidenceConformance
                     counter.write_bytes(b"not a number\n")
 
 
-class TestMemoryBackend(BackendConformance, EvidenceConformance):
+class TestMemoryBackend(BackendConformance, LifecycleConformance):
     @pytest.fixture
     def trail_url(self) -> str:
         return f"memory://{uuid.uuid4().hex}"

@@ -31,7 +31,7 @@ from trailstore.backends.fsspec_url import FsspecBackend
 from trailstore.coordinators.conditional import ConditionalWrites
 from trailstore.coordinators.local_lock import LockedCommits
 from trailstore.registry import open_backend
-from trailstore.testing import BackendConformance, CrashConformance, CrashKit, EvidenceConformance
+from trailstore.testing import BackendConformance, CrashConformance, CrashKit, LifecycleConformance
 
 AZURITE = Path(__file__).with_name("emulators") / "node_modules" / ".bin" / "azurite-blob"
 #: Azurite's well-known development account
@@ -92,7 +92,7 @@ def azure_options(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     drain.wait(timeout=30)
 
 
-class _ObjectStoreTrails(BackendConformance, CrashConformance, EvidenceConformance):
+class _ObjectStoreTrails(BackendConformance, CrashConformance, LifecycleConformance):
     """A fresh prefix of the emulator's bucket for every test."""
 
     scheme: str

@@ -11,8 +11,11 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, NamedTuple
+
+from trailstore.errors import ConfigurationError
 
 SEGMENT_PATTERN = re.compile(r"audit-(\d{6,})\.jsonl")
 INDEX_NAME = "index.json"
@@ -75,6 +78,15 @@ def plan_rotation(
         size += len(line)
     if run:
         yield new_segment, run
+
+
+class Retention(NamedTuple):
+    """Write-once retention of an archived object (S3 Object Lock): ``mode`` ``governance``
+    (users with a special permission may still delete) or ``compliance`` (nobody may, until
+    ``until``)."""
+
+    mode: Literal["governance", "compliance"]
+    until: datetime
 
 
 class CommitSession(ABC):
@@ -240,6 +252,26 @@ class Backend(ABC):
     @abstractmethod
     def list_evidence(self, directory: str) -> list[str]:
         """The names of the files in ``directory`` (relative to the root), none if absent."""
+
+    # -- lifecycle: archives and pruning ------------------------------------------------------
+
+    def put_archived(self, path: str, data: bytes, retention: Retention | None = None) -> bool:
+        """``put_evidence`` for a trail used as an archive; with ``retention`` the object is
+        created write-once until then, which only storage with object locks can do."""
+        if retention is not None:
+            raise ConfigurationError(
+                f"{self.url} cannot keep objects write-once: Object Lock retention needs an "
+                "S3 archive (s3:// URLs, trailstore-s3)"
+            )
+        return self.put_evidence(path, data)
+
+    def remove_sealed_segment(self, stream: StreamKey, number: int) -> None:
+        """Delete a sealed segment (pruning); its seal stays. Only trails on a disk of
+        their own prune: an object-store trail is the archive."""
+        raise ConfigurationError(
+            f"{self.url}: pruning removes segments from a trail on local disk; this backend "
+            "keeps every segment"
+        )
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; the default has none."""

@@ -23,14 +23,14 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
 from trailstore import __version__
-from trailstore.backend import INDEX_NAME, Durability, StreamKey
+from trailstore.backend import INDEX_NAME, Durability, Retention, StreamKey
 from trailstore.demo import WORKLOAD_KEY_FIELD, WORKLOAD_STREAMS, Records, Workload
 from trailstore.encoding import encode_body
 from trailstore.errors import (
@@ -49,10 +49,11 @@ from trailstore.evidence import (
     generate_key_pair,
     verify_trail,
 )
+from trailstore.lifecycle import Archive, Archiver, Codec, Pruner, RetentionRule
 from trailstore.lines import render_line
 from trailstore.names import validate_name
 from trailstore.reader import AuditTrailReader, ReadReport
-from trailstore.registry import local_path, url_scheme
+from trailstore.registry import local_path, open_backend, url_scheme
 from trailstore.replay import AuditReplayer, State
 from trailstore.writer import DEFAULT_MAX_FILE_SIZE_BYTES, AuditTrailWriter
 
@@ -305,8 +306,14 @@ def _storage_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _open_reader(args: argparse.Namespace) -> AuditTrailReader:
-    """A reader of an existing trail; a root that holds none is an error."""
-    return AuditTrailReader(root_path=_root(args), storage_options=_storage_options(args))
+    """A reader of an existing trail (with its archive, if given); a root that holds none is
+    an error."""
+    return AuditTrailReader(
+        root_path=_root(args),
+        storage_options=_storage_options(args),
+        archive=args.archive,
+        archive_options=dict(args.archive_option),
+    )
 
 
 def _report_damage(report: ReadReport) -> None:
@@ -535,6 +542,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         trusted=trusted,
         full=args.full or trusted is None,
         storage_options=_storage_options(args),
+        archive=args.archive,
+        archive_options=dict(args.archive_option),
     )
     if args.json:
         _write(json.dumps(report.to_json(), indent=args.indent) + "\n")
@@ -596,6 +605,132 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- lifecycle: archive, prune ----------------------------------------------------------------
+
+
+def _duration(text: str) -> timedelta:
+    """``90d``, ``12h``, ``30m``, ``45s`` or plain seconds."""
+    number, unit = (text[:-1], text[-1]) if text[-1:].isalpha() else (text, "s")
+    seconds = _DURATION_UNITS.get(unit.lower())
+    try:
+        value = float(number)
+    except ValueError:
+        value = math.nan
+    if seconds is None or not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration like 90d, 12h, 30m or 45s, got {text!r}"
+        )
+    return timedelta(seconds=value * seconds)
+
+
+def _size(text: str) -> int:
+    """Bytes: ``500MB``, ``10GiB``, ``1048576``."""
+    stripped = text.strip()
+    digits = stripped.rstrip("BbKkMmGgTtIi")
+    unit = stripped[len(digits) :].lower().removesuffix("b")
+    factor = _SIZE_UNITS.get(unit)
+    try:
+        value = float(digits)
+    except ValueError:
+        value = math.nan
+    if factor is None or not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a size like 500MB or 10GiB, got {text!r}")
+    return int(value * factor)
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZE_UNITS = {
+    "": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+    "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40,
+}  # fmt: skip
+
+
+def _progress_enabled(args: argparse.Namespace) -> bool:
+    """``--progress``/``--no-progress``, else whether stderr is a terminal."""
+    return sys.stderr.isatty() if args.progress is None else bool(args.progress)
+
+
+def _retention(args: argparse.Namespace) -> Retention | None:
+    if args.object_lock is None:
+        if args.retain_until is not None or args.retain_days is not None:
+            raise UsageError("--retain-until and --retain-days need --object-lock MODE")
+        return None
+    if (args.retain_until is None) == (args.retain_days is None):
+        raise UsageError("--object-lock needs one of --retain-until or --retain-days")
+    until = (
+        datetime.fromtimestamp(args.retain_until, UTC)
+        if args.retain_until is not None
+        else datetime.now(UTC) + timedelta(days=args.retain_days)
+    )
+    if until <= datetime.now(UTC):
+        raise UsageError(f"the retention date {until.isoformat()} is not in the future")
+    return Retention(args.object_lock, until)
+
+
+def _cmd_archive(args: argparse.Namespace) -> int:
+    root = _root(args)
+    retention = _retention(args)
+    trail = open_backend(root, **_storage_options(args))
+    archive = Archive(args.to, dict(args.to_option))
+    try:
+        archiver = Archiver(trail, archive, codec=Codec(args.compress), retention=retention)
+        pending = archiver.pending()
+        progress = _progress_enabled(args)
+        bar = ProgressBar(len(pending), "archiving segments", enabled=progress and bool(pending))
+        report = archiver.run(pending, bar.advance)
+        if pending:
+            bar.close()
+    finally:
+        archive.close()
+        trail.close()
+    ratio = (
+        f" ({report.bytes_stored / report.bytes_read:.0%} of it stored)"
+        if report.bytes_read
+        else ""
+    )
+    _write(
+        f"archived {report.segments_archived} sealed segments to {args.to}: "
+        f"{_format_bytes(report.bytes_read)} as {args.compress}{ratio}; "
+        f"{report.segments_present} were there already; {report.checkpoints_archived} "
+        "checkpoints copied\n"
+    )
+    _flush()
+    for problem in report.problems:
+        _say(problem)
+    return EXIT_FAILED if report.problems else EXIT_OK
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    if args.archive is None and not args.discard:
+        raise UsageError(
+            "prune removes segments only once an archive holds verified copies: pass --archive "
+            "URL (after trailstore archive --to URL), or --discard to lose them for good"
+        )
+    if args.archive is not None and args.discard:
+        raise UsageError("--archive and --discard exclude each other")
+    rule = RetentionRule(
+        older_than=args.older_than, keep_bytes=args.keep_bytes, before_id=args.before_id
+    )
+    trail = open_backend(_root(args), **_storage_options(args))
+    archive = None if args.archive is None else Archive(args.archive, dict(args.archive_option))
+    try:
+        pruner = Pruner(trail, archive, discard=args.discard, signing_key=args.signing_key)
+        report = pruner.prune(rule, dry_run=args.dry_run)
+    finally:
+        if archive is not None:
+            archive.close()
+        trail.close()
+    verb = "would prune" if args.dry_run else "pruned"
+    _write(f"{verb} {len(report.pruned)} sealed segments ({_format_bytes(report.bytes_freed)})\n")
+    for stream, numbers in itertools.groupby(report.pruned, key=lambda key: key[0]):
+        held = [number for _, number in numbers]
+        _write(f"  {stream}: segments {held[0]}-{held[-1]}\n")
+    _flush()
+    for problem in report.problems:
+        _say(problem)
+    return EXIT_FAILED if report.problems else EXIT_OK
+
+
 def _stats_table(
     streams: list[StreamStats], total: StreamStats, last_event_id: int, report: ReadReport
 ) -> str:
@@ -630,6 +765,11 @@ def _stats_table(
         f"missing segments: {report.missing_segments}",
         f"missing IDs: {gaps}, duplicate IDs: {report.duplicate_ids}",
     ]
+    if report.pruned_segments:
+        lines.append(
+            f"pruned segments: {report.pruned_segments} (not counted above; read them with "
+            "--archive URL)"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -713,7 +853,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"{args.events} events, seed {args.seed}, segments up to "
         f"{_format_bytes(args.max_file_size_bytes)}, durability {args.durability}"
     )
-    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+    show_progress = _progress_enabled(args)
     progress = ProgressBar(args.events, "writing", enabled=show_progress)
     began = time.perf_counter()
     first = last = None
@@ -813,6 +953,24 @@ def _add_trail_options(parser: argparse.ArgumentParser, prefix: str) -> None:
         help="passed to the backend as storage_options; VALUE is parsed as JSON when it is "
         "JSON, else taken as a string (repeatable)",
     )
+
+
+def _add_archive_option(parser: argparse.ArgumentParser, summary: str) -> None:
+    parser.add_argument("--archive", metavar="URL", help=summary)
+    parser.add_argument(
+        "--archive-option",
+        metavar="KEY=VALUE",
+        type=_storage_option,
+        action="append",
+        default=[],
+        help="storage_options of the archive's backend, as --storage-option (repeatable)",
+    )
+
+
+_READ_ARCHIVE = (
+    "also read the trail's archive (where trailstore archive copied it): segments pruned "
+    "from the trail are read from there"
+)
 
 
 def _subcommand(
@@ -934,6 +1092,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", type=_timestamp, metavar="TIME", help="latest timestamp: Unix s or ISO-8601"
     )
     query.add_argument("--limit", type=_natural, metavar="N", help="stop after N events")
+    _add_archive_option(query, _READ_ARCHIVE)
 
     replay = _subcommand(
         commands,
@@ -960,6 +1119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "{MODEL: {KEY: RECORD}} (default: the model name identifies the record)",
     )
     replay.add_argument("--indent", type=_natural, metavar="N", help="pretty-print the JSON")
+    _add_archive_option(replay, _READ_ARCHIVE)
 
     stats = _subcommand(
         commands,
@@ -973,6 +1133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.add_argument("--indent", type=_natural, metavar="N", help="pretty-print the JSON")
+    _add_archive_option(stats, _READ_ARCHIVE)
 
     verify = _subcommand(
         commands,
@@ -1007,6 +1168,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.add_argument("--indent", type=_natural, metavar="N", help="pretty-print the JSON")
+    _add_archive_option(verify, "verify pruned segments in their copies in this archive")
+    _add_lifecycle_commands(commands, common)
 
     checkpoint = _subcommand(
         commands,
@@ -1071,6 +1234,91 @@ def build_parser() -> argparse.ArgumentParser:
         help="show a progress bar on stderr (default: when stderr is a terminal)",
     )
     return parser
+
+
+def _add_lifecycle_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    archive = _subcommand(
+        commands,
+        "archive",
+        _cmd_archive,
+        common,
+        "copy sealed segments, seals and checkpoints to an archive",
+        "Copy every sealed segment (one a checkpoint has sealed: never the open one), its seal "
+        "and the trail's checkpoints to the archive at --to: a directory or any URL a trail "
+        "can live at (s3://BUCKET/PREFIX with trailstore-s3, or any fsspec filesystem). Each "
+        "object is created once and read back to check it; what the archive holds already is "
+        "not uploaded again, so a run that was interrupted finishes when run again. Safe "
+        "while writers run. Exit 1 if a segment could not be archived (it is named).",
+        "  trailstore archive --to /mnt/archive/trail\n"
+        "  trailstore archive --to s3://audit-archive/app --to-option "
+        "endpoint_url=http://127.0.0.1:9000\n"
+        "  trailstore archive --to s3://audit-archive/app --object-lock compliance "
+        "--retain-days 2555",
+    )
+    archive.add_argument("--to", required=True, metavar="URL", help="the archive's root")
+    archive.add_argument(
+        "--to-option",
+        metavar="KEY=VALUE",
+        type=_storage_option,
+        action="append",
+        default=[],
+        help="storage_options of the archive's backend, as --storage-option (repeatable)",
+    )
+    archive.add_argument(
+        "--compress",
+        choices=[codec.value for codec in Codec],
+        default=Codec.ZSTD.value,
+        help="how archived segments are compressed (default: %(default)s); digests cover the "
+        "uncompressed bytes",
+    )
+    archive.add_argument(
+        "--object-lock",
+        choices=["governance", "compliance"],
+        metavar="MODE",
+        help="S3 Object Lock retention of every archived object: governance or compliance (the "
+        "bucket must have Object Lock enabled)",
+    )
+    archive.add_argument("--retain-until", type=_timestamp, metavar="TIME",
+                         help="retain until this time (Unix s or ISO-8601)")  # fmt: skip
+    archive.add_argument("--retain-days", type=_positive, metavar="N",
+                         help="retain for N days from now")  # fmt: skip
+    archive.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="show a progress bar on stderr (default: when stderr is a terminal)",
+    )
+
+    prune = _subcommand(
+        commands,
+        "prune",
+        _cmd_prune,
+        common,
+        "remove archived sealed segments from the trail's disk",
+        "Remove a trail's oldest sealed segments from its disk, once --archive holds a copy "
+        "that reads back identical to the seal (or, with --discard, for good). A segment goes "
+        "when it is wholly older than --older-than or wholly before --before-id, and the "
+        "oldest go while the trail holds more than --keep-bytes. Each stream keeps its newest "
+        "segments and always its open one. A checkpoint records what was pruned, so verify "
+        "reports it as pruned. Safe while writers run. Exit 1 if a chosen segment was kept.",
+        "  trailstore prune --older-than 90d --archive s3://audit-archive/app\n"
+        "  trailstore prune --keep-bytes 10GiB --archive /mnt/archive/trail --dry-run\n"
+        "  trailstore prune --before-id 1000000 --discard",
+    )
+    prune.add_argument("--older-than", type=_duration, metavar="AGE",
+                       help="segments whose newest event is older than AGE (90d, 12h)")  # fmt: skip
+    prune.add_argument("--keep-bytes", type=_size, metavar="SIZE",
+                       help="prune the oldest while the trail holds more (10GiB)")  # fmt: skip
+    prune.add_argument("--before-id", type=_positive, metavar="ID",
+                       help="segments whose events all have an event_id below ID")  # fmt: skip
+    _add_archive_option(prune, "the archive that must hold a verified copy of each segment")
+    prune.add_argument(
+        "--discard",
+        action="store_true",
+        help="prune without an archive: the pruned events are gone for good",
+    )
+    prune.add_argument("--signing-key", type=Path, metavar="FILE",
+                       help="sign the checkpoint recording the prune, as writers do")  # fmt: skip
+    prune.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
 
 
 def main(argv: list[str] | None = None) -> int:

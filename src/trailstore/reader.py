@@ -15,6 +15,9 @@ from trailstore.backend import Backend, StreamKey
 from trailstore.encoding import decode_line
 from trailstore.errors import ConfigurationError, TrailNotFoundError
 from trailstore.events import AuditEvent, unix_seconds
+from trailstore.evidence.records import DamagedEvidenceError, Seal, seal_path
+from trailstore.lifecycle.archive import Archive
+from trailstore.lifecycle.tiered import TieredBackend
 from trailstore.lines import line_event_id
 from trailstore.registry import open_backend
 
@@ -55,6 +58,8 @@ class ReadReport:
     #: inclusive ``(first, last)`` ranges of IDs missing from a scan of every stream
     gaps: list[tuple[int, int]] = field(default_factory=list)
     duplicate_ids: int = 0
+    #: the oldest segments of streams, pruned (archived) and not read: not damage
+    pruned_segments: int = 0
 
     @property
     def clean(self) -> bool:
@@ -116,6 +121,8 @@ class AuditTrailReader:
 
     A root that holds no trail raises ``TrailNotFoundError``, so that a mistyped path is not
     read as an empty trail; ``allow_empty=True`` reads it as one (a trail not written yet).
+    With ``archive`` (a URL ``trailstore archive`` copied the trail to) segments pruned from
+    the trail are read from there: every event once, whichever tier holds it.
     """
 
     def __init__(
@@ -124,9 +131,13 @@ class AuditTrailReader:
         root_path: str | os.PathLike[str],
         storage_options: Mapping[str, Any] | None = None,
         allow_empty: bool = False,
+        archive: str | None = None,
+        archive_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.root_path = root_path
         self.backend: Backend = open_backend(root_path, **dict(storage_options or {}))
+        if archive is not None:
+            self.backend = TieredBackend(self.backend, Archive(archive, archive_options))
         self.report = ReadReport()
         if not allow_empty and not self.backend.trail_exists():
             raise TrailNotFoundError(
@@ -193,17 +204,22 @@ class AuditTrailReader:
         whole_trail = wanted_domains is None and wanted_categories is None
         # the counter before the listing: every ID up to it is written by then
         allocated = self.backend.last_event_id() if whole_trail else 0
-        per_stream = [
-            self._stream_events(stream, min_event_id, max_event_id)
+        listed = {
+            stream: self._list_segments(stream)
             for stream in self.backend.list_streams()
             if (wanted_domains is None or stream.domain in wanted_domains)
             and (wanted_categories is None or stream.category in wanted_categories)
+        }
+        per_stream = [
+            self._stream_events(stream, numbers, min_event_id, max_event_id)
+            for stream, numbers in listed.items()
         ]
         merged: Iterator[_Read] = heapq.merge(*per_stream, key=_event_id_of)
         if whole_trail:
             if max_event_id is not None:
                 allocated = min(allocated, max_event_id)
-            merged = self._checking_sequence(merged, min_event_id or 1, allocated)
+            first = max(min_event_id or 1, self._pruned_through(listed) + 1)
+            merged = self._checking_sequence(merged, first, allocated)
         for read in merged:
             event = read[0]
             if wanted_models is not None and event.model_name not in wanted_models:
@@ -230,7 +246,7 @@ class AuditTrailReader:
         try:
             for read in reads:
                 event_id = read[0].event_id
-                if event_id <= allocated:
+                if expected <= event_id <= allocated:
                     if event_id > previous:
                         if event_id > previous + 1:
                             gaps.append([previous + 1, event_id - 1])
@@ -251,15 +267,44 @@ class AuditTrailReader:
             "event IDs %d..%d are missing (allocated by a writer that did not finish?)", first, last
         )
 
-    def _stream_events(
-        self, stream: StreamKey, min_event_id: int | None, max_event_id: int | None
-    ) -> Iterator[_Read]:
+    def _list_segments(self, stream: StreamKey) -> list[int]:
         try:
-            numbers = self.backend.list_segments(stream)
+            return self.backend.list_segments(stream)
         except OSError as exc:  # unlistable (permissions), or replaced by a file
             self.report.unreadable_streams += 1
             log.warning("cannot list the segments of stream %s: %s", stream, exc)
-            return
+            return []
+
+    def _pruned_through(self, listed: Mapping[StreamKey, list[int]]) -> int:
+        """The highest ID the pruned segments may hold. Pruning removes a stream's oldest
+        segments, so a stream whose segments start above 1 was pruned up to the one before:
+        its seal says how far. IDs up to there are not checked for gaps (they are archived)."""
+        through = 0
+        for stream, numbers in listed.items():
+            if not numbers or numbers[0] == 1:
+                continue
+            try:
+                seal = Seal.decode(self.backend.get_evidence(seal_path(stream, numbers[0] - 1)))
+            except (FileNotFoundError, DamagedEvidenceError):
+                continue  # not pruned: segments lost, which the gaps will show
+            self.report.pruned_segments += numbers[0] - 1
+            if seal.ids is not None:
+                through = max(through, seal.ids[1])
+        if through:
+            log.info(
+                "the oldest segments of this trail were pruned (IDs up to %d may be there); "
+                "read it with its archive to see them",
+                through,
+            )
+        return through
+
+    def _stream_events(
+        self,
+        stream: StreamKey,
+        numbers: list[int],
+        min_event_id: int | None,
+        max_event_id: int | None,
+    ) -> Iterator[_Read]:
         if min_event_id is None and max_event_id is None:
             for number in numbers:
                 yield from self._events(stream, number, self._lines(stream, number))

@@ -18,12 +18,12 @@ from s3fs import S3FileSystem
 from trailstore_s3.backend import S3Backend
 
 from trailstore.coordinators.conditional import ConditionalWrites
-from trailstore.testing import BackendConformance, CrashConformance, CrashKit, EvidenceConformance
+from trailstore.testing import BackendConformance, CrashConformance, CrashKit, LifecycleConformance
 
 LEASE_SECONDS = 3.0
 
 
-class TestS3Conformance(BackendConformance, CrashConformance, EvidenceConformance):
+class TestS3Conformance(BackendConformance, CrashConformance, LifecycleConformance):
     tamper_examples = 25
 
     @pytest.fixture

@@ -27,6 +27,7 @@ from trailstore.backend import (
     QueueingSession,
     StreamKey,
     plan_rotation,
+    segment_name,
 )
 from trailstore.coordinators.local_lock import LocalLock
 from trailstore.errors import StorageError
@@ -210,6 +211,9 @@ class LocalBackend(Backend):
 
     def list_evidence(self, directory: str) -> list[str]:
         return self.store.list_files(directory)
+
+    def remove_sealed_segment(self, stream: StreamKey, number: int) -> None:
+        self.store.remove_file(f"{stream.domain}/{stream.category}/{segment_name(number)}")
 
 
 class _LocalSession(QueueingSession):

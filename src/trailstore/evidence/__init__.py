@@ -40,11 +40,18 @@ def verify_trail(
     trusted: TrustedCheckpoint | None = None,
     full: bool = False,
     storage_options: Mapping[str, Any] | None = None,
+    archive: str | None = None,
+    archive_options: Mapping[str, Any] | None = None,
 ) -> VerificationReport:
     """Verify a trail: from ``trusted`` (a checkpoint verified before: only what was added
-    since is read) or, with ``full`` or without one, from its first checkpoint."""
+    since is read) or, with ``full`` or without one, from its first checkpoint. With
+    ``archive``, pruned segments are verified in their archived copies."""
+    from trailstore.lifecycle import Archive, TieredBackend  # which builds on this package
+
     key = None if public_key is None else load_public_key(public_key)
     backend = open_backend(root_path, **dict(storage_options or {}))
+    if archive is not None:
+        backend = TieredBackend(backend, Archive(archive, archive_options))
     try:
         if not backend.trail_exists():
             raise TrailNotFoundError(f"{root_path} holds no trail")

@@ -14,6 +14,7 @@ import hashlib
 import time
 import uuid
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -92,20 +93,28 @@ class Checkpointer:
                 ) from exc
         return self._latest
 
-    def checkpoint(self) -> Checkpoint | None:
-        """Write the next checkpoint, covering every event settled now; ``None`` if there is
-        nothing new to cover. When another writer takes the number first, its checkpoint is
-        extended in turn, so that once this returns the events settled when it was called are
-        covered (by this writer's checkpoint or another's).
+    def checkpoint(self, pruned: Sequence[tuple[StreamKey, int, str]] = ()) -> Checkpoint | None:
+        """Write the next checkpoint, covering every event settled now and recording the
+        ``pruned`` segments (stream, number, SHA-256 of the seal); ``None`` if there is
+        nothing new to cover or record. When another writer takes the number first, its
+        checkpoint is extended in turn, so that once this returns the events settled when it
+        was called are covered (by this writer's checkpoint or another's).
 
         Raises ``EvidenceError`` if the trail does not continue its last checkpoint.
         """
         for _ in range(CHECKPOINT_ATTEMPTS):
             previous = self.latest()
             size, streams = self._backend.settled_streams()
-            if size <= (0 if previous is None else previous.size):
+            if size <= (0 if previous is None else previous.size) and not pruned:
                 return None
-            checkpoint = self._next(previous, size, streams)
+            if previous is not None:
+                size = max(size, previous.size)
+            try:
+                checkpoint = self._next(previous, size, streams, tuple(pruned))
+            except EvidenceError:
+                if self._superseded(previous):
+                    continue  # built on a checkpoint a newer one replaced (a prune since?)
+                raise
             if self._backend.put_evidence(checkpoint_path(checkpoint.number), checkpoint.encode()):
                 self._latest = checkpoint
                 return checkpoint
@@ -114,7 +123,18 @@ class Checkpointer:
             f"{CHECKPOINT_ATTEMPTS} times in a row"
         )
 
-    def _next(self, previous: Checkpoint | None, size: int, streams: list[StreamKey]) -> Checkpoint:
+    def _superseded(self, checkpoint: Checkpoint | None) -> bool:
+        """Whether a newer checkpoint than ``checkpoint`` has been written meanwhile."""
+        numbers = checkpoint_numbers(self._backend)
+        return bool(numbers) and numbers[-1] > (0 if checkpoint is None else checkpoint.number)
+
+    def _next(
+        self,
+        previous: Checkpoint | None,
+        size: int,
+        streams: list[StreamKey],
+        pruned: tuple[tuple[StreamKey, int, str], ...],
+    ) -> Checkpoint:
         """The checkpoint after ``previous`` covering the IDs up to ``size``."""
         floor = 0 if previous is None else previous.size
         extension = _Extension(floor, size, dict(previous.positions) if previous else {})
@@ -130,6 +150,7 @@ class Checkpointer:
             gaps=_gaps(extension.ids, floor, size, self._backend.url),
             positions=extension.positions,
             seals=tuple(extension.seals),
+            pruned=pruned,
             key_id=self._key_id,
         )
         if self._key is None:

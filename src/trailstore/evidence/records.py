@@ -6,7 +6,9 @@ covers the trail's events up to ``size``: the IDs above the previous checkpoint'
 listed as ``pieces`` (byte ranges of segments, with their SHA-256, the IDs they hold and a
 CRC-32 per line to locate a change) and ``gaps`` (IDs a crashed writer spent and never wrote).
 ``positions`` say where each stream's covered bytes end, ``seals`` which segments it sealed
-and the SHA-256 of their seal files. With a signing key, ``signature`` is an Ed25519
+and the SHA-256 of their seal files, ``pruned`` (only when there are any) which sealed segments
+were removed from the trail's own storage since the previous checkpoint (kept in an archive,
+or discarded on purpose). With a signing key, ``signature`` is an Ed25519
 signature of the checkpoint's canonical body (every field but the signature).
 
 A **seal** (``audit-000001.seal.json`` beside ``audit-000001.jsonl``) describes a segment
@@ -307,13 +309,15 @@ class Checkpoint:
     positions: dict[StreamKey, Position] = field(default_factory=dict)
     #: ``(stream, segment, SHA-256 of its seal file)``
     seals: tuple[tuple[StreamKey, int, str], ...] = ()
+    #: ``(stream, segment, SHA-256 of its seal file)`` of segments pruned since the previous
+    pruned: tuple[tuple[StreamKey, int, str], ...] = ()
     key_id: str | None = None
     signature: bytes | None = None
     #: the body as stored (what was hashed and signed), for a decoded checkpoint
     stored_body: bytes = field(default=b"", compare=False, repr=False)
 
     def body(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
             "origin": self.origin,
             "number": self.number,
@@ -329,6 +333,9 @@ class Checkpoint:
             "seals": [[str(stream), number, digest] for stream, number, digest in self.seals],
             "key": self.key_id,
         }
+        if self.pruned:  # absent otherwise, so checkpoints of trails never pruned are unchanged
+            body["pruned"] = [[str(stream), number, seal] for stream, number, seal in self.pruned]
+        return body
 
     def signed_bytes(self) -> bytes:
         """What the signature signs and the next checkpoint's ``previous`` hashes: the body
@@ -372,10 +379,8 @@ class Checkpoint:
                     _stream(name): Position.from_json(position)
                     for name, position in document["positions"].items()
                 },
-                seals=tuple(
-                    (_stream(name), _natural(number), _hex(digest))
-                    for name, number, digest in document["seals"]
-                ),
+                seals=_segment_digests(document["seals"]),
+                pruned=_segment_digests(document.get("pruned", [])),
                 key_id=None if key_id is None else str(key_id),
                 signature=None if signature is None else base64.b64decode(signature, validate=True),
                 stored_body=body,
@@ -387,6 +392,12 @@ class Checkpoint:
 def _stream(name: Any) -> StreamKey:
     domain, category = str(name).split("/")
     return StreamKey(domain, category)
+
+
+def _segment_digests(document: Any) -> tuple[tuple[StreamKey, int, str], ...]:
+    return tuple(
+        (_stream(name), _natural(number), _hex(digest)) for name, number, digest in document
+    )
 
 
 def _natural(value: Any) -> int:

@@ -109,6 +109,8 @@ class VerificationReport:
     #: IDs covered as spent by writers that died and never written
     gaps: int = 0
     bytes_checked: int = 0
+    #: sealed segments gone from the trail that a checkpoint records as pruned
+    pruned_segments: int = 0
 
     @property
     def intact(self) -> bool:
@@ -129,6 +131,7 @@ class VerificationReport:
             "uncovered_events": self.uncovered_events,
             "gaps": self.gaps,
             "bytes_checked": self.bytes_checked,
+            "pruned_segments": self.pruned_segments,
             "problems": [
                 {
                     "kind": str(problem.kind),

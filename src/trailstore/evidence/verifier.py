@@ -53,6 +53,8 @@ class _Covered:
     )
     #: ``(checkpoint, SHA-256 of the seal file)``
     seals: dict[tuple[StreamKey, int], tuple[int, str]] = field(default_factory=dict)
+    #: segments a checkpoint records as pruned: ``(checkpoint, SHA-256 of the seal file)``
+    pruned: dict[tuple[StreamKey, int], tuple[int, str]] = field(default_factory=dict)
 
 
 class Verifier:
@@ -112,8 +114,16 @@ class Verifier:
                 covered.pieces[(piece.stream, piece.segment)].append((checkpoint.number, piece))
             for stream, number, digest in checkpoint.seals:
                 covered.seals[(stream, number)] = (checkpoint.number, digest)
+            for stream, number, digest in checkpoint.pruned:
+                covered.pruned[(stream, number)] = (checkpoint.number, digest)
         for stream, number in sorted(set(covered.pieces) | set(covered.seals)):
             self._check_segment(report, covered, stream, number)
+        if report.pruned_segments:
+            report.notes.append(
+                f"{report.pruned_segments} sealed segments were pruned, as checkpoints record: "
+                "their events are not here to check (open the trail with its archive to "
+                "verify the archived copies)"
+            )
         streams = self._backend.list_streams()  # one listing for the three checks below
         if full:
             self._check_known_segments(report, streams, covered, newest.positions)
@@ -242,6 +252,9 @@ class Verifier:
                 digests, _, read = range_digests(self._backend, stream, number, boundaries)
                 report.bytes_checked += read if seal is None else 0
         except FileNotFoundError:
+            if _pruned_as_sealed(covered, stream, number):
+                report.pruned_segments += 1
+                return
             ids = runs_of(sorted(i for _, piece in pieces for i in piece.ids))
             report.add(Problem(Finding.SEGMENT_MISSING, "a covered segment is gone",
                                stream, number, ids))  # fmt: skip
@@ -435,6 +448,13 @@ class Verifier:
                         f"{stream}/{name}: bytes a repair cut off a torn line (never "
                         "acknowledged, not part of the trail)"
                     )
+
+
+def _pruned_as_sealed(covered: _Covered, stream: StreamKey, number: int) -> bool:
+    """Whether a checkpoint records the segment as pruned, naming the seal it was sealed with
+    (a segment removed without that record is missing; one pruned unsealed cannot be)."""
+    pruned, sealed = covered.pruned.get((stream, number)), covered.seals.get((stream, number))
+    return pruned is not None and sealed is not None and pruned[1] == sealed[1]
 
 
 def _covers_exactly(checkpoint: Checkpoint, floor: int) -> bool:

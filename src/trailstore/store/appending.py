@@ -298,6 +298,18 @@ class AppendingStore:
                 os.unlink(temporary, dir_fd=parent)
             os.close(parent)
 
+    def remove_file(self, relative: str) -> None:
+        """Delete a file below the root durably (its directory synced); an absent one is
+        already removed."""
+        *directories, name = relative.split("/")
+        parent = self._directory_below(directories, create=False)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=parent)
+            os.fsync(parent)
+        finally:
+            os.close(parent)
+
     def _directory_below(self, names: Sequence[str], *, create: bool) -> int:
         """A descriptor of the directory ``names`` below the root, opened (and, with
         ``create``, made) without following links."""

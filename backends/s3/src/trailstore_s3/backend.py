@@ -8,10 +8,13 @@ conditional PUTs at all, and error messages in S3's terms.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import Any
 
 import s3fs
 
+from trailstore.backend import Retention
 from trailstore.backends.logged import LogBackend
 from trailstore.errors import StorageError
 from trailstore_s3.client import require_conditional_puts
@@ -34,6 +37,29 @@ class S3Backend(LogBackend):
     def trail_exists(self) -> bool:
         self._require_bucket()
         return super().trail_exists()
+
+    def put_archived(self, path: str, data: bytes, retention: Retention | None = None) -> bool:
+        """With ``retention``, the object is created under S3 Object Lock in the same PUT (no
+        moment exists when it is there but unlocked); the bucket must have Object Lock on."""
+        if retention is None:
+            return super().put_archived(path, data)
+        full = self.store.layout.path(path)
+        lock = {
+            "ObjectLockMode": retention.mode.upper(),
+            "ObjectLockRetainUntilDate": retention.until,
+            # S3 requires an integrity header on a PUT with Object Lock parameters
+            "ContentMD5": base64.b64encode(hashlib.md5(data).digest()).decode(),
+        }
+        try:
+            self.fs.pipe_file(full, data, mode="create", **lock)
+            return True
+        except FileExistsError:
+            return bytes(self.fs.cat_file(full)) == data
+        except (OSError, ValueError) as exc:
+            raise StorageError(
+                f"cannot create {full} under Object Lock ({exc}): the bucket must have "
+                "Object Lock enabled (it can only be turned on when the bucket is created)"
+            ) from exc
 
     def _require_bucket(self) -> None:
         """Refuse, in S3's terms, a bucket that is missing, denied or out of reach."""
