@@ -82,6 +82,7 @@ class Pruner:
         self._trail = trail
         self._archive = archive
         key = None if signing_key is None else load_signing_key(signing_key)
+        self._signs = key is not None
         self._checkpointer = Checkpointer(trail, key)
 
     def prune(
@@ -90,6 +91,11 @@ class Pruner:
         """Prune what ``rule`` selects (``dry_run``: only report it)."""
         report = PruneReport()
         chain = Chain.read(self._trail)
+        if chain.latest is not None and chain.latest.signature is not None and not self._signs:
+            raise ConfigurationError(
+                f"the checkpoints of {self._trail.url} are signed (key {chain.latest.key_id}): "
+                "prune records what it removes in a checkpoint, so give it the signing key"
+            )
         chosen = self._choose(chain, rule, time.time() if now is None else now)
         safe = [c for c in chosen if self._safe_to_remove(report, c)]
         safe = _unbroken(safe, chosen)
@@ -199,13 +205,15 @@ def prune_trail(
     signing_key: SigningKey | None = None,
     storage_options: Mapping[str, Any] | None = None,
     archive_options: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
 ) -> PruneReport:
     """Prune a trail's sealed segments by ``rule`` once ``archive`` holds verified copies
-    (or, with ``discard``, without one)."""
+    (or, with ``discard``, without one); ``dry_run`` only says what would go."""
     trail = open_backend(root_path, **dict(storage_options or {}))
     opened = None if archive is None else Archive(archive, archive_options)
     try:
-        return Pruner(trail, opened, discard=discard, signing_key=signing_key).prune(rule)
+        pruner = Pruner(trail, opened, discard=discard, signing_key=signing_key)
+        return pruner.prune(rule, dry_run=dry_run)
     finally:
         if opened is not None:
             opened.close()

@@ -7,6 +7,7 @@ under test is archived to a directory.
 from __future__ import annotations
 
 import hashlib
+import random
 import threading
 import uuid
 from pathlib import Path
@@ -18,11 +19,13 @@ from trailstore.backend import StreamKey
 from trailstore.evidence import Status, verify_trail
 from trailstore.lifecycle import (
     Archive,
+    Archiver,
     Codec,
     RetentionRule,
     archive_trail,
     prune_trail,
 )
+from trailstore.lifecycle.chain import Chain
 from trailstore.lifecycle.codecs import parse_stored_name
 from trailstore.reader import AuditTrailReader
 from trailstore.registry import open_backend
@@ -140,38 +143,91 @@ class LifecycleConformance(EvidenceConformance):
         stop = threading.Event()
         written: list[int] = []
 
-        def append() -> None:
+        def append() -> None:  # at most 300 more events, a few ms apart, till told to stop
             with AuditTrailWriter(root_path=root, **TRAIL_SETTINGS) as writer:
-                number = 30
-                while not stop.is_set() or number < 120:
+                for number in range(30, 330):
+                    if stop.wait(0.003):
+                        return
                     domain, category = STREAMS[number % len(STREAMS)]
                     event = writer.append_event(
                         **sample_event(number, domain=domain, category=category)
                     )
                     written.append(event.event_id)
-                    number += 1
 
         writer = threading.Thread(target=append)
         writer.start()
-        pruned = 0
+        pruned, overlapped = 0, 0
         try:
-            for round_ in range(4):
+            for budget in (9000, 6000, 3000):
                 report = archive_trail(str(root), trail_url, archive_options=storage_options)
                 assert not report.problems
                 pruned += len(
                     prune_trail(
-                        str(root), RetentionRule(keep_bytes=3000 * (4 - round_)),
-                        archive=trail_url, archive_options=storage_options,
+                        str(root), RetentionRule(keep_bytes=budget), archive=trail_url,
+                        archive_options=storage_options,
                     ).pruned
                 )  # fmt: skip
+                overlapped += writer.is_alive()
         finally:
             stop.set()
             writer.join()
+        assert overlapped, "the writer finished before an archive and a prune did"
         assert pruned > 0
         everything = lines_by_id(str(root), trail_url, storage_options)
         assert set(written) <= set(everything) and len(everything) == len(written) + 30
         verified = verify_trail(root, full=True, archive=trail_url, archive_options=storage_options)
         assert verified.status is Status.INTACT, verified.problems
+
+    #: kill rounds per test: each kills an archive and a prune at a random storage write
+    kill_rounds = 3
+
+    def test_archive_and_prune_killed_at_any_point_lose_and_duplicate_nothing(
+        self, trail_url: str, storage_options: dict[str, Any], tmp_path: Path
+    ) -> None:
+        self.check_killed_runs(trail_url, storage_options, tmp_path, self.kill_rounds)
+
+    @pytest.mark.slow
+    def test_archive_and_prune_killed_at_any_point_in_many_rounds(
+        self, trail_url: str, storage_options: dict[str, Any], tmp_path: Path
+    ) -> None:
+        self.check_killed_runs(trail_url, storage_options, tmp_path, self.kill_rounds * 8)
+
+    def check_killed_runs(
+        self, trail_url: str, storage_options: dict[str, Any], tmp_path: Path, rounds: int
+    ) -> None:
+        """Rounds of: more events; an archive killed at a random write, then run again; a
+        prune killed at a random write (nothing it removed may lack a verified copy), then
+        run again. The trail then reads and verifies across both tiers, every event once."""
+        if not open_backend(trail_url, **storage_options).persistent:
+            pytest.skip("a killed process takes a trail that is not persistent with it")
+        rng = random.Random(rounds)
+        root = tmp_path / "archived-trail"
+        written: dict[int, bytes] = {}
+        archive: dict[str, Any] = {
+            "root_path": str(root), "to": trail_url, "archive_options": storage_options
+        }  # fmt: skip
+        kills = 0
+        for round_ in range(rounds):
+            written.update(write_local_trail(root, range(round_ * 60, round_ * 60 + 60)))
+            writes = archive_writes(root, trail_url, storage_options)
+            kills += run_killed("archive", archive, rng.randint(1, writes), rng.random() < 0.5)
+            assert not archive_trail(**archive).problems
+            check_archive(str(root), trail_url, storage_options)
+            prune: dict[str, Any] = {
+                "root_path": str(root), "rule": RetentionRule(before_id=round_ * 60 + 30),
+                "archive": trail_url, "archive_options": storage_options,
+            }  # fmt: skip
+            writes = 1 + len(prune_trail(**prune, dry_run=True).pruned)
+            kills += run_killed("prune", prune, rng.randint(1, writes), rng.random() < 0.5)
+            nothing_pruned_unverified(root, trail_url, storage_options)
+            assert not prune_trail(**prune).problems
+        assert kills >= rounds, "most runs must be killed before they finish"
+        assert lines_by_id(str(root), trail_url, storage_options) == written
+        for archive_given in (None, trail_url):
+            report = verify_trail(
+                root, full=True, archive=archive_given, archive_options=storage_options
+            )
+            assert report.status is Status.INTACT, report.problems
 
     def test_a_trail_kept_here_is_archived_to_a_directory_and_read_across_both(
         self, trail_url: str, storage_options: dict[str, Any], tmp_path: Path
@@ -188,3 +244,87 @@ class LifecycleConformance(EvidenceConformance):
         )
         assert [event.event_id for event in reader.iter_events()] == list(range(1, 61))
         assert hashlib.sha256(archived[0].read_bytes()).hexdigest() == digest
+
+
+# -- SIGKILL at any point of archive and prune -------------------------------------------------
+
+#: the storage writes of archive and prune, where a run is killed: before or after the n-th
+_KILL_POINTS = (("trailstore.backend", "Backend", "put_archived"),
+                ("trailstore.backends.local", "LocalBackend", "put_evidence"),
+                ("trailstore.backends.local", "LocalBackend", "remove_sealed_segment"))  # fmt: skip
+
+
+def _killed_at(step: int, before: bool, action: str, arguments: dict[str, Any]) -> None:
+    """In a spawned process: run ``archive_trail`` or ``prune_trail``, SIGKILLing this process
+    just before or just after its ``step``-th storage write."""
+    import importlib
+    import os
+    import signal
+
+    taken = 0
+
+    def killing(method: Any) -> Any:
+        def write(*args: Any, **kwargs: Any) -> Any:
+            nonlocal taken
+            taken += 1
+            if taken == step and before:
+                os.kill(os.getpid(), signal.SIGKILL)
+            result = method(*args, **kwargs)
+            if taken == step:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return result
+
+        return write
+
+    for module, name, method in _KILL_POINTS:
+        owner = getattr(importlib.import_module(module), name)
+        setattr(owner, method, killing(getattr(owner, method)))
+    if action == "archive":
+        archive_trail(**arguments)
+    else:
+        prune_trail(**arguments)
+
+
+def run_killed(action: str, arguments: dict[str, Any], step: int, before: bool) -> bool:
+    """Run an archive or prune in a process of its own, SIGKILLed at ``step``; whether the
+    kill happened (else the run finished first)."""
+    import multiprocessing
+
+    process = multiprocessing.get_context("spawn").Process(
+        target=_killed_at, args=(step, before, action, arguments)
+    )
+    process.start()
+    process.join()
+    assert process.exitcode in (0, -9), f"the {action} run failed ({process.exitcode})"
+    return process.exitcode == -9
+
+
+def archive_writes(root: Path, archive_url: str, options: dict[str, Any]) -> int:
+    """How many objects an archive run would write now: a segment and a seal per pending
+    segment, and the checkpoints the archive lacks."""
+    trail, archive = open_backend(str(root)), Archive(archive_url, options)
+    try:
+        pending = Archiver(trail, archive).pending()
+        checkpoints = set(Chain.read(trail).numbers) - set(archive.checkpoints())
+        return 2 * len(pending) + len(checkpoints)
+    finally:
+        archive.close()
+        trail.close()
+
+
+def nothing_pruned_unverified(root: Path, archive_url: str, options: dict[str, Any]) -> None:
+    """Every segment gone from the trail's disk has a verified copy in the archive."""
+    trail = open_backend(str(root))
+    archive = Archive(archive_url, options)
+    try:
+        for domain, category in STREAMS:
+            stream = StreamKey(domain, category)
+            present = trail.list_segments(stream)
+            for number in range(1, present[0]):
+                seal = archive.seal(stream, number)
+                assert seal is not None and archive.holds_copy(stream, number, seal), (
+                    f"{stream} segment {number} was pruned without a verified copy"
+                )
+    finally:
+        archive.close()
+        trail.close()
