@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmarks.cases import local_cases, s3_cases
 from benchmarks.evidence import verify_speed
+from benchmarks.lifecycle import lifecycle_figures
 from benchmarks.report import (
     HEADER,
     TARGET_HEADER,
@@ -40,8 +41,9 @@ Run one realistic CRUD workload (payloads of about 200-2000 bytes over four stre
 trailstore in every durability mode and through the writers people use instead, each case in a
 fresh process, and report events/s, MB/s, p50/p99 append latency and peak RSS, each as a ratio
 to the naive per-event writer measured in the same run. Also measures writer memory growth over
-a long run, reader scan speed and verification speed over its trail. S3 cases run against a
-moto server on 127.0.0.1 when the trailstore-s3 plugin is installed.
+a long run, reader scan speed, verification speed and the lifecycle (compression per codec,
+reading from a zstd archive, archiving to S3 against a plain s3fs copy) over its trail. S3 cases
+run against a moto server on 127.0.0.1 when the trailstore-s3 plugin is installed.
 """
 
 
@@ -139,9 +141,10 @@ def _median(results: list[Result]) -> Result:
     return sorted(results, key=lambda result: result.events_per_second)[len(results) // 2]
 
 
-def _long_run(spec: WorkloadSpec, workdir: Path, events: int) -> LongRun:
-    """Writer peak RSS after ``events // 100`` and ``events`` events, then reader scans."""
-    print("  running: writer memory, reader scans, verify", file=sys.stderr, flush=True)
+def _long_run(spec: WorkloadSpec, workdir: Path, events: int, context: dict[str, Any]) -> LongRun:
+    """Writer peak RSS after ``events // 100`` and ``events`` events, then reader scans,
+    verification and the lifecycle (archive, compressed reads) over its trail."""
+    print("  running: writer memory, reader scans, verify, archive", file=sys.stderr, flush=True)
     small = max(1, events // 100)
     return LongRun(
         small,
@@ -150,6 +153,7 @@ def _long_run(spec: WorkloadSpec, workdir: Path, events: int) -> LongRun:
         _in_child(writer_peak_rss_mb, spec, workdir / "memory-large", events),
         _in_child(scan, workdir / "memory-large"),
         _in_child(verify_speed, spec, workdir / "memory-large"),
+        _in_child(lifecycle_figures, workdir / "memory-large", context, spec),
     )
 
 
@@ -170,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
             if arguments.only:
                 names = [name for name in names if any(text in name for text in arguments.only)]
             results = _run_cases(settings, names, arguments.rounds)
-        long_run = None if arguments.only else _long_run(spec, workdir, arguments.memory_events)
+            long_run = (
+                None
+                if arguments.only
+                else _long_run(spec, workdir, arguments.memory_events, context)
+            )
     rows = result_rows(results)
     goal_rows = target_rows(targets(results, long_run))
     summary = (

@@ -108,6 +108,17 @@ def targets(results: dict[str, Result], long_run: LongRun | None) -> list[Target
             share >= 0.8,
         )
     )
+    zstd = long_run.lifecycle.codec("zstd")
+    if zstd is not None:
+        share = zstd.read_mb_per_second / long_run.lifecycle.plain_read_mb_per_second
+        found.append(
+            Target(
+                "read from a zstd archive",
+                ">= 0.5x plain segments MB/s",
+                f"{share:.2f}x ({zstd.read_mb_per_second:,.0f} MB/s)",
+                share >= 0.5,
+            )
+        )
     found.append(
         Target(
             f"verify after {verify.added_events:,} new events",

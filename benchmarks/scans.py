@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.evidence import VerifyResult
+from benchmarks.lifecycle import LifecycleResult
 from benchmarks.memory import peak_mb, reset_peak
 from benchmarks.workload import WorkloadSpec
 from trailstore.reader import AuditTrailReader
@@ -35,6 +36,7 @@ class LongRun:
     large_rss_mb: float
     scan: ScanResult
     verify: VerifyResult
+    lifecycle: LifecycleResult
 
     @property
     def growth_mb(self) -> float:
@@ -48,7 +50,7 @@ class LongRun:
             f"{self.large_rss_mb:.0f} MB after {self.large_events:,}; reader over "
             f"{self.scan.events:,} events: full scan {self.scan.full_scan_seconds:.2f} s, "
             f"the last 1,000 by min_event_id in {self.scan.tail_query_seconds * 1000:.1f} ms; "
-            f"{self.verify.describe()}"
+            f"{self.verify.describe()}; {self.lifecycle.describe()}"
         )
 
 

@@ -650,9 +650,9 @@ def test_storage_options_from_both_positions_reach_the_backend(
     seen: list[dict[str, Any]] = []
 
     class RecordingReader(AuditTrailReader):
-        def __init__(self, *, root_path: str, storage_options: dict[str, Any]) -> None:
+        def __init__(self, *, root_path: str, storage_options: dict[str, Any], **rest: Any) -> None:
             seen.append(storage_options)
-            super().__init__(root_path=root_path, storage_options=storage_options)
+            super().__init__(root_path=root_path, storage_options=storage_options, **rest)
 
     monkeypatch.setattr(cli, "AuditTrailReader", RecordingReader)
 

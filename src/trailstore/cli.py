@@ -715,7 +715,15 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     archive = None if args.archive is None else Archive(args.archive, dict(args.archive_option))
     try:
         pruner = Pruner(trail, archive, discard=args.discard, signing_key=args.signing_key)
-        report = pruner.prune(rule, dry_run=args.dry_run)
+        plan = pruner.plan(rule)
+        bar = ProgressBar(
+            len(plan.chosen),
+            "checking segments",
+            enabled=_progress_enabled(args) and bool(plan.chosen),
+        )
+        report = pruner.prune(plan, dry_run=args.dry_run, advance=bar.advance)
+        if plan.chosen:
+            bar.close()
     finally:
         if archive is not None:
             archive.close()
@@ -1319,6 +1327,11 @@ def _add_lifecycle_commands(commands: Any, common: argparse.ArgumentParser) -> N
     prune.add_argument("--signing-key", type=Path, metavar="FILE",
                        help="sign the checkpoint recording the prune, as writers do")  # fmt: skip
     prune.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
+    prune.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="show a progress bar on stderr (default: when stderr is a terminal)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

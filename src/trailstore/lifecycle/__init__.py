@@ -14,6 +14,7 @@ __all__ = [
     "ArchiveReport",
     "Archiver",
     "Codec",
+    "PrunePlan",
     "PruneReport",
     "Pruner",
     "RetentionRule",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -60,6 +60,14 @@ class _Candidate:
     size: int
 
 
+@dataclass(frozen=True)
+class PrunePlan:
+    """The sealed segments a rule selected, oldest of each stream first."""
+
+    chain: Chain
+    chosen: list[_Candidate]
+
+
 class Pruner:
     """Prunes one trail by a ``RetentionRule``, checking each copy in ``archive`` first;
     without an archive only with ``discard`` (the data is then gone)."""
@@ -85,25 +93,38 @@ class Pruner:
         self._signs = key is not None
         self._checkpointer = Checkpointer(trail, key)
 
-    def prune(
-        self, rule: RetentionRule, *, now: float | None = None, dry_run: bool = False
-    ) -> PruneReport:
-        """Prune what ``rule`` selects (``dry_run``: only report it)."""
-        report = PruneReport()
+    def plan(self, rule: RetentionRule, *, now: float | None = None) -> PrunePlan:
+        """The segments ``rule`` selects now (``now``: Unix seconds, for ``older_than``)."""
         chain = Chain.read(self._trail)
         if chain.latest is not None and chain.latest.signature is not None and not self._signs:
             raise ConfigurationError(
                 f"the checkpoints of {self._trail.url} are signed (key {chain.latest.key_id}): "
                 "prune records what it removes in a checkpoint, so give it the signing key"
             )
-        chosen = self._choose(chain, rule, time.time() if now is None else now)
-        safe = [c for c in chosen if self._safe_to_remove(report, c)]
-        safe = _unbroken(safe, chosen)
-        record = [(*c.key, c.seal_digest) for c in safe if c.key not in chain.pruned]
+        return PrunePlan(chain, self._choose(chain, rule, time.time() if now is None else now))
+
+    def prune(
+        self,
+        plan: PrunePlan,
+        *,
+        dry_run: bool = False,
+        advance: Callable[[int], None] | None = None,
+    ) -> PruneReport:
+        """Check each planned segment (``advance(1)`` after each), record the ones that may
+        go in a checkpoint, then remove them (``dry_run``: only report them)."""
+        report = PruneReport()
+        safe = []
+        for candidate in plan.chosen:
+            if self._safe_to_remove(report, candidate):
+                safe.append(candidate)
+            if advance is not None:
+                advance(1)
+        safe = _unbroken(safe, plan.chosen)
         if dry_run:
             report.pruned = [c.key for c in safe]
             report.bytes_freed = sum(c.size for c in safe)
             return report
+        record = [(*c.key, c.seal_digest) for c in safe if c.key not in plan.chain.pruned]
         if record:
             self._checkpointer.checkpoint(pruned=record)
         for candidate in safe:
@@ -213,7 +234,7 @@ def prune_trail(
     opened = None if archive is None else Archive(archive, archive_options)
     try:
         pruner = Pruner(trail, opened, discard=discard, signing_key=signing_key)
-        return pruner.prune(rule, dry_run=dry_run)
+        return pruner.prune(pruner.plan(rule), dry_run=dry_run)
     finally:
         if opened is not None:
             opened.close()
