@@ -153,7 +153,7 @@ def _long_run(spec: WorkloadSpec, workdir: Path, events: int, context: dict[str,
         _in_child(writer_peak_rss_mb, spec, workdir / "memory-large", events),
         _in_child(scan, workdir / "memory-large"),
         _in_child(verify_speed, spec, workdir / "memory-large"),
-        _in_child(lifecycle_figures, workdir / "memory-large", context, spec),
+        _in_child(lifecycle_figures, workdir, context, max(events // 5, 5000)),
     )
 
 

@@ -1,23 +1,24 @@
 """Lifecycle figures: how well each codec compresses the workload's sealed segments, how fast
-a trail reads back from a zstd archive against its plain segments, and how fast ``archive``
-uploads to the S3 server against a plain ``s3fs`` copy of the same segment files."""
+a trail pruned into an archive reads back across both tiers against its plain segments, and
+how fast ``archive`` uploads to the S3 server against a plain ``s3fs`` copy of the same
+segment files."""
 
 from __future__ import annotations
 
-import itertools
+import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.workload import WorkloadSpec
-from trailstore.lifecycle import Codec, archive_trail
+from trailstore.demo import Workload
+from trailstore.lifecycle import Codec, RetentionRule, archive_trail, prune_trail
 from trailstore.reader import AuditTrailReader
 from trailstore.writer import AuditTrailWriter
 
-#: the S3 comparison's trail: segments of 1 MiB, so that many are sealed
-S3_SEGMENT_BYTES = 1024 * 1024
+#: segments of 1 MiB, so that a trail of moderate size has many sealed ones
+SEGMENT_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -36,9 +37,10 @@ class CodecResult:
 
 @dataclass
 class LifecycleResult:
-    """Per codec, archiving to a local directory and reading back from it alone; the plain
+    """Per codec, archiving to a local directory and reading a trail pruned into it; the plain
     trail's read speed; and the S3 archive against a plain copy, if an S3 server ran."""
 
+    events: int
     plain_read_mb_per_second: float
     codecs: list[CodecResult] = field(default_factory=list)
     s3_copy_mb_per_second: float | None = None
@@ -56,9 +58,9 @@ class LifecycleResult:
             for result in self.codecs
         ]
         text = (
-            f"lifecycle: plain segments read at {self.plain_read_mb_per_second:,.0f} MB/s; "
-            + "; ".join(parts)
-        )
+            f"lifecycle over {self.events:,} distinct events: plain segments read at "
+            f"{self.plain_read_mb_per_second:,.0f} MB/s; "
+        ) + ("; ".join(parts) or "no sealed segment to archive")
         if self.s3_copy_mb_per_second is not None:
             archived = ", ".join(
                 f"{codec} {speed:,.1f} MB/s"
@@ -79,44 +81,54 @@ def _read_mb_per_second(root: Path, archive: Path | None = None) -> float:
     return size / (time.perf_counter() - began) / 1e6
 
 
-def lifecycle_figures(root: Path, context: dict[str, Any], spec: WorkloadSpec) -> LifecycleResult:
-    """Archive the long run's trail with each codec and read it back from the archive alone
-    (a trail whose disk is gone); then the S3 comparison. Run in a fresh process."""
+def _distinct_trail(root: Path, events: int, seed: int) -> None:
+    """A trail of ``events`` events all distinct (the writer cases cycle a pool of them, which
+    would flatter compression), in segments of 1 MiB."""
+    with AuditTrailWriter(
+        root_path=root, durability="batch", max_file_size_bytes=SEGMENT_BYTES
+    ) as writer:
+        for fields in Workload(seed).events(events):
+            writer.append_event(**fields)
+
+
+def lifecycle_figures(workdir: Path, context: dict[str, Any], events: int) -> LifecycleResult:
+    """Write a trail of distinct events; archive it with each codec, prune a copy of it to its
+    open segments and read that copy across both tiers; then the S3 comparison. Run in a
+    fresh process."""
+    root = workdir / "lifecycle-trail"
+    _distinct_trail(root, events, seed=11)
     _read_mb_per_second(root)  # pages cached before any timing
-    result = LifecycleResult(plain_read_mb_per_second=_read_mb_per_second(root))
+    result = LifecycleResult(events, plain_read_mb_per_second=_read_mb_per_second(root))
     for codec in Codec:
-        archive = root.parent / f"archive-{codec.value}"
+        archive = workdir / f"archive-{codec.value}"
         began = time.perf_counter()
         report = archive_trail(root, archive, codec=codec)
         seconds = time.perf_counter() - began
-        alone = root.parent / f"lost-disk-{codec.value}"  # nothing there: all from the archive
+        if not report.bytes_read:
+            return result  # no segment is sealed (a tiny run): nothing to measure
+        pruned = workdir / f"pruned-{codec.value}"
+        shutil.copytree(root, pruned)
+        prune_trail(pruned, RetentionRule(keep_bytes=0), archive=str(archive))
         result.codecs.append(
             CodecResult(
                 codec=codec.value,
                 segment_mb=report.bytes_read / 1e6,
                 stored_mb=report.bytes_stored / 1e6,
                 archive_mb_per_second=report.bytes_read / seconds / 1e6,
-                read_mb_per_second=_read_mb_per_second(alone, archive),
+                read_mb_per_second=_read_mb_per_second(pruned, archive),
             )
         )
+        shutil.rmtree(pruned)
     if "s3_storage_options" in context:
-        _s3_figures(result, root.parent / "s3-trail", context, spec)
+        _s3_figures(result, root, context)
     return result
 
 
-def _s3_figures(
-    result: LifecycleResult, root: Path, context: dict[str, Any], spec: WorkloadSpec
-) -> None:
-    """Archive a trail of 1 MiB segments to S3 (each codec, fresh prefixes) and copy its
-    sealed segment files there with ``s3fs.put``, side by side."""
+def _s3_figures(result: LifecycleResult, root: Path, context: dict[str, Any]) -> None:
+    """Archive the trail's sealed segments to S3 (each codec, fresh prefixes) and copy the
+    same segment files there with ``s3fs.put_file``, side by side."""
     import s3fs
 
-    events = min(spec.events * 5, 50_000)
-    with AuditTrailWriter(
-        root_path=root, durability="batch", max_file_size_bytes=S3_SEGMENT_BYTES
-    ) as writer:
-        for fields in itertools.islice(itertools.cycle(spec.pool()), events):
-            writer.append_event(**fields)
     options, bucket = context["s3_storage_options"], context["s3_bucket"]
     sealed = sorted(
         seal.with_name(seal.name.replace(".seal.json", ".jsonl"))

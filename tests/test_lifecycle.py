@@ -163,6 +163,18 @@ def test_object_lock_needs_an_s3_archive_and_a_date(
     assert not list(Path(archive).rglob("*.zst")), "nothing archived unlocked"
 
 
+@pytest.mark.parametrize("where", [".", "archive", ".."])
+def test_an_archive_overlapping_its_trail_is_refused_before_anything_is_written(
+    trail: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    place = str((trail / where).resolve()) if where != "." else str(trail)
+    before = sorted(trail.rglob("*"))
+    for argv in (["archive", "--to", place], ["prune", "--keep-bytes", "0", "--archive", place]):
+        code, _, err = run(capsys, *argv, "--root", str(trail))
+        assert code == 2 and "overlap" in err
+    assert sorted(trail.rglob("*")) == before
+
+
 # -- what is pruned, and what never is --------------------------------------------------------
 
 

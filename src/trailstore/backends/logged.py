@@ -324,16 +324,19 @@ class LogBackend(Backend):
         """Created with a create-only write; under a lock where the storage does not enforce
         one (the lock then makes check-then-write safe among this host's writers)."""
         full = self.store.layout.path(path)
-        with self._session_lock, _storage_errors(f"cannot write evidence to {self.url}"):
-            if self.coordinator.exclusive:
-                marker = self.coordinator.enter()
-                try:
-                    if not self.store.fresh().exists(full):
-                        self.fs.pipe_file(full, data)
-                        return True
-                finally:
-                    self.coordinator.leave(marker)
-            else:
+        with _storage_errors(f"cannot write evidence to {self.url}"):
+            with self._session_lock:  # the probe runs once
+                coordinator = self.coordinator
+            if coordinator.exclusive:
+                with self._session_lock:
+                    marker = coordinator.enter()
+                    try:
+                        if not self.store.fresh().exists(full):
+                            self.fs.pipe_file(full, data)
+                            return True
+                    finally:
+                        coordinator.leave(marker)
+            else:  # no lock: archives write many objects at once
                 try:
                     self.fs.pipe_file(full, data, mode="create")
                     return True

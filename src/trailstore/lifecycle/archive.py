@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
 from trailstore.backend import Backend, Retention, StreamKey
-from trailstore.errors import EvidenceError, StorageError, TrailNotFoundError
+from trailstore.errors import ConfigurationError, EvidenceError, StorageError, TrailNotFoundError
 from trailstore.evidence.records import (
     EVIDENCE_DIRECTORY,
     Checkpoint,
@@ -29,6 +30,9 @@ from trailstore.registry import local_path, open_backend, url_scheme
 
 #: how large a segment read from an archive without its seal may grow when decompressed
 UNSEALED_LIMIT = 1 << 30
+#: segments archived at once: object stores answer each request after a round trip, and
+#: several in flight hide it (each holds a segment in memory, twice when compressed)
+UPLOADS = 4
 
 
 class Archive:
@@ -40,6 +44,15 @@ class Archive:
         self.url = os.fspath(url)
         self.backend: Backend = open_backend(url, **dict(storage_options or {}))
         self._names: dict[StreamKey, list[str]] = {}
+
+    def refuse_overlap(self, trail_url: str) -> None:
+        """An archive inside the trail, or holding it, would be read as its own copy (and
+        prune would then remove the only one): refused."""
+        if _overlap(trail_url, self.url):
+            raise ConfigurationError(
+                f"the archive {self.url} and the trail {trail_url} overlap: an archive must be "
+                "a place of its own"
+            )
 
     def prepare(self) -> None:
         """Make the archive's root, where it is a directory (object stores need none)."""
@@ -101,6 +114,17 @@ class Archive:
         self.backend.close()
 
 
+def _overlap(first: str, second: str) -> bool:
+    """Whether two roots are the same place, or one lies below the other."""
+    if url_scheme(first) != url_scheme(second):
+        return False
+    if url_scheme(first) == "file":
+        here, there = local_path(first).resolve(), local_path(second).resolve()
+        return here.is_relative_to(there) or there.is_relative_to(here)
+    one, other = first.rstrip("/") + "/", second.rstrip("/") + "/"
+    return one.startswith(other) or other.startswith(one)
+
+
 @dataclass
 class ArchiveReport:
     """What an archive run did."""
@@ -131,6 +155,7 @@ class Archiver:
         self._archive = archive
         self._codec = codec
         self._retention = retention
+        archive.refuse_overlap(trail.url)
         self._chain = Chain.read(trail)
         archive.prepare()
 
@@ -145,34 +170,46 @@ class Archiver:
     def run(
         self, pending: list[SegmentKey], advance: Callable[[int], None] | None = None
     ) -> ArchiveReport:
-        """Archive ``pending`` (see ``pending``), then the checkpoints, calling ``advance(1)``
-        after each segment."""
-        report = ArchiveReport(
-            segments_present=len(self._chain.seals) - len(pending),
-        )
-        for key in pending:
-            try:
-                self._archive_segment(report, key)
-            except (EvidenceError, CorruptCopyError) as exc:
-                report.problems.append(str(exc))
-            if advance is not None:
-                advance(1)
+        """Archive ``pending`` (see ``pending``), ``UPLOADS`` segments at a time, calling
+        ``advance(1)`` after each; then the checkpoints."""
+        report = ArchiveReport(segments_present=len(self._chain.seals) - len(pending))
+        pool = ThreadPoolExecutor(UPLOADS, "trailstore-archive")
+        try:
+            for done in as_completed([pool.submit(self._archive_segment, key) for key in pending]):
+                try:
+                    uploaded = done.result()
+                except (EvidenceError, CorruptCopyError) as exc:
+                    report.problems.append(str(exc))
+                else:
+                    if uploaded is not None:
+                        report.segments_archived += 1
+                        report.bytes_read += uploaded[0]
+                        report.bytes_stored += uploaded[1]
+                if advance is not None:
+                    advance(1)
+        finally:
+            pool.shutdown(cancel_futures=True)  # after a storage error, start nothing more
+        report.problems.sort()
         self._archive_checkpoints(report)
         return report
 
-    def _archive_segment(self, report: ArchiveReport, key: SegmentKey) -> None:
+    def _archive_segment(self, key: SegmentKey) -> tuple[int, int] | None:
+        """Archive one segment and then its seal; the sizes read and stored if it had to be
+        uploaded, ``None`` if the archive held it already."""
         stream, number = key
         seal, seal_file = self._chain.seal(self._trail, key)
+        uploaded = None
         if not self._archive.holds_copy(stream, number, seal):
             if number in self._archive.segments(stream):
                 raise EvidenceError(
                     f"{self._archive.url} holds a {stream} segment {number} that differs from "
                     "its seal; archives are write-once, so it is left for you to inspect"
                 )
-            self._upload(report, stream, number, seal)
+            uploaded = self._upload(stream, number, seal)
         self._put(seal_path(stream, number), seal_file)
+        return uploaded
 
-    def _upload(self, report: ArchiveReport, stream: StreamKey, number: int, seal: Seal) -> None:
+    def _upload(self, stream: StreamKey, number: int, seal: Seal) -> tuple[int, int]:
         try:
             data = self._trail.read_range(stream, number, 0, None)
         except FileNotFoundError:
@@ -192,9 +229,7 @@ class Archiver:
         self._archive.names(stream).append(name.rsplit("/", 1)[1])
         if not self._archive.holds_copy(stream, number, seal):
             raise EvidenceError(f"{self._archive.url}/{name} does not read back as uploaded")
-        report.segments_archived += 1
-        report.bytes_read += len(data)
-        report.bytes_stored += len(stored)
+        return len(data), len(stored)
 
     def _archive_checkpoints(self, report: ArchiveReport) -> None:
         present = set(self._archive.checkpoints())

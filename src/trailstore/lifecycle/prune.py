@@ -87,6 +87,8 @@ class Pruner:
             )
         if not trail.trail_exists():
             raise TrailNotFoundError(f"{trail.url} holds no trail")
+        if archive is not None:
+            archive.refuse_overlap(trail.url)
         self._trail = trail
         self._archive = archive
         key = None if signing_key is None else load_signing_key(signing_key)

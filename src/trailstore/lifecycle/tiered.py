@@ -20,6 +20,7 @@ class TieredBackend(Backend):
 
     def __init__(self, trail: Backend, archive: Archive) -> None:
         super().__init__(trail.url, **trail.storage_options)
+        archive.refuse_overlap(trail.url)
         self.trail = trail
         self.archive = archive
 
