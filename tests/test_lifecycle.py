@@ -175,6 +175,20 @@ def test_an_archive_overlapping_its_trail_is_refused_before_anything_is_written(
     assert sorted(trail.rglob("*")) == before
 
 
+def test_a_trail_in_an_object_store_is_not_pruned_and_nothing_is_recorded(
+    tmp_path: Path,
+) -> None:
+    url = f"memory://prune-{tmp_path.name}"
+    with AuditTrailWriter(root_path=url, **TRAIL_SETTINGS) as writer:
+        for number in range(60):
+            writer.append_event(**sample_event(number))
+    backend = open_backend(url)
+    checkpoints = backend.list_evidence(".trailstore/evidence")
+    with pytest.raises(ConfigurationError, match="object store"):
+        prune_trail(url, RetentionRule(keep_bytes=0), discard=True)
+    assert backend.list_evidence(".trailstore/evidence") == checkpoints
+
+
 # -- what is pruned, and what never is --------------------------------------------------------
 
 

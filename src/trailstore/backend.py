@@ -160,6 +160,8 @@ class Backend(ABC):
     supports_concurrent_processes: ClassVar[bool] = False
     #: the trail outlives the process
     persistent: ClassVar[bool] = True
+    #: sealed segments may be removed once archived (a trail on a disk of its own)
+    prunes_segments: ClassVar[bool] = False
 
     @property
     def survives_fork(self) -> bool:
@@ -266,12 +268,9 @@ class Backend(ABC):
         return self.put_evidence(path, data)
 
     def remove_sealed_segment(self, stream: StreamKey, number: int) -> None:
-        """Delete a sealed segment (pruning); its seal stays. Only trails on a disk of
-        their own prune: an object-store trail is the archive."""
-        raise ConfigurationError(
-            f"{self.url}: pruning removes segments from a trail on local disk; this backend "
-            "keeps every segment"
-        )
+        """Delete a sealed segment (pruning); its seal stays. Only backends that
+        ``prunes_segments`` do: an object-store trail is where archives go."""
+        raise ConfigurationError(f"{self.url}: this backend keeps every segment")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; the default has none."""

@@ -46,6 +46,7 @@ class LocalBackend(Backend):
     """A trail in a local directory, safe for many threads and processes."""
 
     supports_concurrent_processes = True
+    prunes_segments = True
 
     def __init__(self, url: str, **storage_options: Any) -> None:
         super().__init__(url, **storage_options)

@@ -85,6 +85,12 @@ class Pruner:
                 "prune removes segments only once an archive holds verified copies: name the "
                 "archive, or say that the pruned events may be lost for good (discard)"
             )
+        if not trail.prunes_segments:
+            raise ConfigurationError(
+                f"{trail.url}: prune removes segments from a trail on a disk of its own; a trail "
+                "in an object store keeps them (archive it elsewhere, or use the store's "
+                "lifecycle rules)"
+            )
         if not trail.trail_exists():
             raise TrailNotFoundError(f"{trail.url} holds no trail")
         if archive is not None:
