@@ -287,3 +287,22 @@ def test_a_trail_whose_disk_is_lost_reads_back_from_its_archive(
     assert recovered.keys() == sealed.keys()
     lost = {i for first, last in reader.report.gaps for i in range(first, last + 1)}
     assert lost == set(range(1, 151)) - set(sealed), "the open segments' events are reported lost"
+
+
+def test_verify_running_while_prune_removes_segments_reports_them_pruned(
+    trail: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trailstore.evidence import verifier
+
+    hashing = verifier.segment_digest
+    pruned: list[object] = []
+
+    def prune_first(*args: object) -> tuple[str, int]:
+        if not pruned:  # the chain is read: now a prune runs
+            pruned.append(prune_trail(trail, RetentionRule(keep_bytes=0), discard=True))
+        return hashing(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verifier, "segment_digest", prune_first)
+    report = verify_trail(trail, full=True)
+    assert pruned and report.status is Status.INTACT, report.problems
+    assert report.pruned_segments > 0

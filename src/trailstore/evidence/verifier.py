@@ -55,6 +55,8 @@ class _Covered:
     seals: dict[tuple[StreamKey, int], tuple[int, str]] = field(default_factory=dict)
     #: segments a checkpoint records as pruned: ``(checkpoint, SHA-256 of the seal file)``
     pruned: dict[tuple[StreamKey, int], tuple[int, str]] = field(default_factory=dict)
+    #: the checkpoints read (the chain walked, and any written while it was checked)
+    read: set[int] = field(default_factory=set)
 
 
 class Verifier:
@@ -103,6 +105,7 @@ class Verifier:
             )
         covered = _Covered()
         for checkpoint in chain:
+            covered.read.add(checkpoint.number)
             report.gaps += sum(last - first + 1 for first, last in checkpoint.gaps)
             for piece in checkpoint.pieces:
                 if piece.damaged:
@@ -252,7 +255,7 @@ class Verifier:
                 digests, _, read = range_digests(self._backend, stream, number, boundaries)
                 report.bytes_checked += read if seal is None else 0
         except FileNotFoundError:
-            if _pruned_as_sealed(covered, stream, number):
+            if self._pruned_since(covered, stream, number):
                 report.pruned_segments += 1
                 return
             ids = runs_of(sorted(i for _, piece in pieces for i in piece.ids))
@@ -274,6 +277,23 @@ class Verifier:
             report.add(Problem(Finding.SEGMENT_ALTERED,
                                f"holds {held} bytes that do not match its seal "
                                f"({seal.size} bytes)", stream, number))  # fmt: skip
+
+    def _pruned_since(self, covered: _Covered, stream: StreamKey, number: int) -> bool:
+        """Whether a checkpoint records the segment as pruned: one of the chain, or one
+        written since the chain was read (a prune that ran during this verify)."""
+        if _pruned_as_sealed(covered, stream, number):
+            return True
+        newest = max(covered.read, default=0)
+        for later in checkpoint_numbers(self._backend):
+            if later <= newest or later in covered.read:
+                continue
+            covered.read.add(later)
+            with contextlib.suppress(FileNotFoundError, DamagedEvidenceError):
+                for pruned_stream, pruned_number, digest in read_checkpoint(
+                    self._backend, later
+                ).pruned:
+                    covered.pruned.setdefault((pruned_stream, pruned_number), (later, digest))
+        return _pruned_as_sealed(covered, stream, number)
 
     def _seal(
         self, report: VerificationReport, stream: StreamKey, number: int, sealed: tuple[int, str]
