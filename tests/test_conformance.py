@@ -19,7 +19,13 @@ from fsspec.implementations.local import LocalFileSystem
 from trailstore.coordinators.local_lock import COUNTER_NAME
 from trailstore.registry import local_path, open_backend
 from trailstore.store import appending
-from trailstore.testing import BackendConformance, CrashConformance, CrashKit, LifecycleConformance
+from trailstore.testing import (
+    BackendConformance,
+    CrashConformance,
+    CrashKit,
+    EvidenceConformance,
+    LifecycleConformance,
+)
 
 
 def _disk_full(*_: Any) -> NoReturn:
@@ -90,7 +96,7 @@ class TestLocalBackend(BackendConformance, CrashConformance, LifecycleConformanc
                     counter.write_bytes(b"not a number\n")
 
 
-class TestMemoryBackend(BackendConformance, LifecycleConformance):
+class TestMemoryBackend(BackendConformance, EvidenceConformance):
     @pytest.fixture
     def trail_url(self) -> str:
         return f"memory://{uuid.uuid4().hex}"

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from trailstore import AuditTrailReader, AuditTrailWriter
 from trailstore.backend import StreamKey, segment_name
 from trailstore.cli import main
-from trailstore.errors import ConfigurationError
+from trailstore.errors import AuditTrailError, ConfigurationError
 from trailstore.evidence import Finding, Status, generate_key_pair, verify_trail
 from trailstore.lifecycle import Archive, Codec, RetentionRule, archive_trail, prune_trail
 from trailstore.lifecycle.codecs import CorruptCopyError
@@ -64,6 +64,8 @@ def test_a_copy_that_is_damaged_or_grows_past_its_seal_is_refused(codec: Codec) 
         codec.decompress(stored, len(data) - 1)
     with pytest.raises(CorruptCopyError):
         codec.decompress(b"not compressed at all" * 10, len(data))
+    with pytest.raises(CorruptCopyError):
+        codec.decompress(stored[: len(stored) // 2], len(data))
 
 
 @pytest.mark.parametrize("codec", [codec.value for codec in Codec])
@@ -306,3 +308,98 @@ def test_verify_running_while_prune_removes_segments_reports_them_pruned(
     report = verify_trail(trail, full=True)
     assert pruned and report.status is Status.INTACT, report.problems
     assert report.pruned_segments > 0
+
+
+# -- refused: archives that are not this trail's, keys that are not its, lost segments ---------
+
+
+@pytest.mark.parametrize("alias", ["local://{root}", "{root}/../trail"])
+def test_the_trail_under_another_name_is_no_archive_of_it(
+    trail: Path, capsys: pytest.CaptureFixture[str], alias: str
+) -> None:
+    before = sorted(trail.rglob("*"))
+    url = alias.format(root=trail)
+    code, _, err = run(capsys, "archive", "--root", str(trail), "--to", url, "--compress", "none")
+    assert code == 2 and "overlap" in err
+    with pytest.raises(ConfigurationError, match="overlap"):
+        prune_trail(trail, RetentionRule(keep_bytes=0), archive=url)
+    assert sorted(trail.rglob("*")) == before
+
+
+def test_an_archive_in_memory_is_refused_for_pruning(trail: Path) -> None:
+    url = f"memory://archive-{trail.parent.name}"
+    with pytest.raises(ConfigurationError, match="outlive"):
+        archive_trail(trail, url)
+    with pytest.raises(ConfigurationError, match="outlive"):
+        prune_trail(trail, RetentionRule(keep_bytes=0), archive=url)
+
+
+def test_an_archive_of_another_trail_or_of_none_is_refused_before_anything_is_written(
+    trail: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other"
+    write_local_trail(other, range(60))
+    archive = tmp_path / "archive"
+    archive_trail(trail, archive)
+    held = sorted(archive.rglob("*"))
+    with pytest.raises(ConfigurationError, match="another trail"):
+        archive_trail(other, archive)
+    with pytest.raises(ConfigurationError, match="another trail"):
+        prune_trail(other, RetentionRule(keep_bytes=0), archive=str(archive))
+    assert sorted(archive.rglob("*")) == held
+    code, _, err = run(capsys, "stats", "--root", str(trail), "--archive", str(tmp_path / "typo"))
+    assert code == 2 and "holds no archive" in err
+
+
+def test_prune_needs_the_key_the_chain_is_signed_with(tmp_path: Path) -> None:
+    root = tmp_path / "trail"
+    keys = [(tmp_path / f"{name}.key", tmp_path / f"{name}.pub") for name in ("one", "two")]
+    for private, public in keys:
+        generate_key_pair(private, public)
+    with AuditTrailWriter(root_path=root, signing_key=keys[0][0], **TRAIL_SETTINGS) as writer:
+        for number in range(90):
+            writer.append_event(**sample_event(number))
+    before = segments_on_disk(root)
+    with pytest.raises(ConfigurationError, match="signed by key"):
+        prune_trail(root, RetentionRule(keep_bytes=0), discard=True, signing_key=keys[1][0])
+    assert segments_on_disk(root) == before
+
+
+def test_a_lost_segment_is_neither_hidden_by_readers_nor_pruned_past(
+    trail: Path, tmp_path: Path
+) -> None:
+    orders = trail / "shop" / "orders"
+    (orders / segment_name(1)).unlink()
+    reader = AuditTrailReader(root_path=trail)
+    list(reader.iter_events())
+    assert reader.report.gaps and reader.report.pruned_segments == 0
+    (orders / segment_name(2)).unlink()  # a hole in the middle as well
+    archive = tmp_path / "archive"
+    archive_trail(trail, archive)  # segments 1 and 2 are gone: reported, not archived
+    report = prune_trail(trail, RetentionRule(keep_bytes=0), archive=str(archive))
+    assert all(stream != ("shop", "orders") for stream, _ in report.pruned)
+    assert (orders / segment_name(3)).exists()
+
+
+def test_prune_needs_the_seal_archived_beside_the_segment(trail: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive_trail(trail, archive)
+    (archive / "shop" / "orders" / "audit-000001.seal.json").unlink()
+    report = prune_trail(trail, RetentionRule(keep_bytes=0), archive=str(archive))
+    assert any("shop/orders segment 1:" in problem for problem in report.problems)
+    assert (trail / "shop" / "orders" / segment_name(1)).exists()
+
+
+def test_a_forged_checkpoint_cannot_lead_the_archive_out_of_its_root(
+    trail: Path, tmp_path: Path
+) -> None:
+    evidence = trail / ".trailstore" / "evidence"
+    newest = sorted(evidence.iterdir())[-1]
+    body, _, rest = newest.read_bytes().partition(b"\n")
+    document = json.loads(body)
+    document["seals"] = [["../..", 1, "00" * 32]]
+    newest.write_bytes(json.dumps(document).encode() + b"\n" + rest)
+    archive = tmp_path / "deep" / "archive"
+    with pytest.raises(AuditTrailError):
+        archive_trail(trail, archive)
+    assert not list(tmp_path.rglob("*.zst")) and not (tmp_path / "audit-000001.jsonl.zst").exists()

@@ -15,7 +15,7 @@ from trailstore.backend import Backend, StreamKey
 from trailstore.encoding import decode_line
 from trailstore.errors import ConfigurationError, TrailNotFoundError
 from trailstore.events import AuditEvent, unix_seconds
-from trailstore.evidence.records import DamagedEvidenceError, Seal, seal_path
+from trailstore.evidence.records import DamagedEvidenceError, Seal, pruned_path, seal_path
 from trailstore.lifecycle.archive import Archive
 from trailstore.lifecycle.tiered import TieredBackend
 from trailstore.lines import line_event_id
@@ -277,16 +277,22 @@ class AuditTrailReader:
 
     def _pruned_through(self, listed: Mapping[StreamKey, list[int]]) -> int:
         """The highest ID the pruned segments may hold. Pruning removes a stream's oldest
-        segments, so a stream whose segments start above 1 was pruned up to the one before:
-        its seal says how far. IDs up to there are not checked for gaps (they are archived)."""
+        segments and leaves a marker where each was; a stream whose segments start above 1
+        with a marker for each one before was pruned up to there, and the seal of the last
+        says how far. IDs up to there are not checked for gaps (they are archived); segments
+        missing without markers were lost, and their IDs are reported missing."""
         through = 0
         for stream, numbers in listed.items():
             if not numbers or numbers[0] == 1:
                 continue
+            names = set(self.backend.list_evidence(f"{stream.domain}/{stream.category}"))
+            markers = (pruned_path(stream, n).rsplit("/", 1)[1] for n in range(1, numbers[0]))
+            if not all(marker in names for marker in markers):
+                continue
             try:
                 seal = Seal.decode(self.backend.get_evidence(seal_path(stream, numbers[0] - 1)))
             except (FileNotFoundError, DamagedEvidenceError):
-                continue  # not pruned: segments lost, which the gaps will show
+                continue
             self.report.pruned_segments += numbers[0] - 1
             if seal.ids is not None:
                 through = max(through, seal.ids[1])

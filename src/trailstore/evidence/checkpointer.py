@@ -111,7 +111,7 @@ class Checkpointer:
                 size = max(size, previous.size)
             try:
                 checkpoint = self._next(previous, size, streams, tuple(pruned))
-            except EvidenceError:
+            except (EvidenceError, FileNotFoundError):
                 if self._superseded(previous):
                     continue  # built on a checkpoint a newer one replaced (a prune since?)
                 raise

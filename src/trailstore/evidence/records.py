@@ -26,9 +26,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from trailstore.backend import StreamKey, segment_name
+from trailstore.names import validate_name
 
 CHECKPOINT_FORMAT = "trailstore-checkpoint/1"
 SEAL_FORMAT = "trailstore-seal/1"
+PRUNED_FORMAT = "trailstore-pruned/1"
 EVIDENCE_DIRECTORY = ".trailstore/evidence"
 _CHECKPOINT_PREFIX, _CHECKPOINT_SUFFIX = "checkpoint-", ".json"
 
@@ -58,6 +60,12 @@ def seal_path(stream: StreamKey, number: int) -> str:
     return (
         f"{stream.domain}/{stream.category}/{segment_name(number).removesuffix('.jsonl')}.seal.json"
     )
+
+
+def pruned_path(stream: StreamKey, number: int) -> str:
+    """The path of the marker a prune leaves where it removed a segment: readers tell a
+    pruned segment from a lost one by it (``verify`` by the checkpoint recording it)."""
+    return seal_path(stream, number).removesuffix(".seal.json") + ".pruned.json"
 
 
 def runs_of(ids: Iterable[int]) -> Runs:
@@ -296,6 +304,25 @@ class Seal:
 
 
 @dataclass(frozen=True)
+class PrunedMarker:
+    """What ``pruned_path`` holds: the segment removed, and the SHA-256 of its seal file."""
+
+    stream: StreamKey
+    segment: int
+    seal_sha256: str
+
+    def encode(self) -> bytes:
+        return canonical(
+            {
+                "format": PRUNED_FORMAT,
+                "stream": str(self.stream),
+                "segment": self.segment,
+                "seal_sha256": self.seal_sha256,
+            }
+        )
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     """One checkpoint of the chain (see the module docstring)."""
 
@@ -390,8 +417,10 @@ class Checkpoint:
 
 
 def _stream(name: Any) -> StreamKey:
+    """A stream named in a checkpoint or seal: two safe names (``InvalidNameError``, a
+    ``ValueError``, otherwise), so that no forged record leads a path out of a root."""
     domain, category = str(name).split("/")
-    return StreamKey(domain, category)
+    return StreamKey(validate_name("domain", domain), validate_name("category", category))
 
 
 def _segment_digests(document: Any) -> tuple[tuple[StreamKey, int, str], ...]:

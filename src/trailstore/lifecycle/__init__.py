@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from trailstore.lifecycle.archive import Archive, Archiver, ArchiveReport, archive_trail
 from trailstore.lifecycle.codecs import Codec
-from trailstore.lifecycle.prune import Pruner, PruneReport, RetentionRule, prune_trail
+from trailstore.lifecycle.prune import (
+    PrunePlan,
+    Pruner,
+    PruneReport,
+    RetentionRule,
+    prune_trail,
+)
 from trailstore.lifecycle.tiered import TieredBackend
 
 __all__ = [

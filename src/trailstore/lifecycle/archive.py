@@ -45,13 +45,36 @@ class Archive:
         self.backend: Backend = open_backend(url, **dict(storage_options or {}))
         self._names: dict[StreamKey, list[str]] = {}
 
-    def refuse_overlap(self, trail_url: str) -> None:
-        """An archive inside the trail, or holding it, would be read as its own copy (and
-        prune would then remove the only one): refused."""
+    def origin(self) -> str | None:
+        """The ``origin`` of the trail archived here (its first checkpoint's), if any."""
+        try:
+            return Checkpoint.decode(self.backend.get_evidence(checkpoint_path(1))).origin
+        except (FileNotFoundError, DamagedEvidenceError):
+            return None
+
+    def admit(self, trail_url: str, origin: str | None, *, holding: bool) -> None:
+        """Refuse to serve as the archive of the trail at ``trail_url`` whose checkpoints have
+        ``origin``: an archive overlapping the trail (it would be read as its own copy, and
+        prune would remove the only one), one that does not outlive this process, one of
+        another trail, and, with ``holding`` (to read or prune with), one holding no archive
+        at all (a mistyped URL)."""
         if _overlap(trail_url, self.url):
             raise ConfigurationError(
                 f"the archive {self.url} and the trail {trail_url} overlap: an archive must be "
                 "a place of its own"
+            )
+        if not self.backend.persistent:
+            raise ConfigurationError(f"{self.url} does not outlive this process: not an archive")
+        held = self.origin()
+        if held is None and holding:
+            raise ConfigurationError(
+                f"{self.url} holds no archive (no checkpoint 1): run trailstore archive --to "
+                "it first, or check the URL"
+            )
+        if held is not None and origin is not None and held != origin:
+            raise ConfigurationError(
+                f"{self.url} is the archive of another trail (origin {held}; {trail_url} has "
+                f"origin {origin})"
             )
 
     def prepare(self) -> None:
@@ -116,13 +139,18 @@ class Archive:
 
 def _overlap(first: str, second: str) -> bool:
     """Whether two roots are the same place, or one lies below the other."""
-    if url_scheme(first) != url_scheme(second):
+    scheme = _LOCAL_ALIASES.get(url_scheme(first), url_scheme(first))
+    if scheme != _LOCAL_ALIASES.get(url_scheme(second), url_scheme(second)):
         return False
-    if url_scheme(first) == "file":
+    if scheme == "file":
         here, there = local_path(first).resolve(), local_path(second).resolve()
         return here.is_relative_to(there) or there.is_relative_to(here)
     one, other = first.rstrip("/") + "/", second.rstrip("/") + "/"
     return one.startswith(other) or other.startswith(one)
+
+
+#: schemes fsspec serves from the local disk
+_LOCAL_ALIASES = {"local": "file"}
 
 
 @dataclass
@@ -155,8 +183,8 @@ class Archiver:
         self._archive = archive
         self._codec = codec
         self._retention = retention
-        archive.refuse_overlap(trail.url)
         self._chain = Chain.read(trail)
+        archive.admit(trail.url, self._chain.origin, holding=False)
         archive.prepare()
 
     def pending(self) -> list[SegmentKey]:
@@ -173,6 +201,9 @@ class Archiver:
         """Archive ``pending`` (see ``pending``), ``UPLOADS`` segments at a time, calling
         ``advance(1)`` after each; then the checkpoints."""
         report = ArchiveReport(segments_present=len(self._chain.seals) - len(pending))
+        if self._chain.numbers and self._archive.origin() is None:  # first: whose archive
+            self._put(checkpoint_path(1), self._trail.get_evidence(checkpoint_path(1)))
+            report.checkpoints_archived += 1
         pool = ThreadPoolExecutor(UPLOADS, "trailstore-archive")
         try:
             for done in as_completed([pool.submit(self._archive_segment, key) for key in pending]):

@@ -42,6 +42,11 @@ class Chain:
             chain.latest = checkpoint
         return chain
 
+    @property
+    def origin(self) -> str | None:
+        """The random ``origin`` every checkpoint of the trail carries."""
+        return None if self.latest is None else self.latest.origin
+
     def sealed_segments(self) -> list[SegmentKey]:
         """Every segment the chain sealed, in stream and number order."""
         return sorted(self.seals)

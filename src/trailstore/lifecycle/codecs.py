@@ -18,7 +18,6 @@ from trailstore.backend import parse_segment_name, segment_name
 #: zstd's default level: several times gzip's speed at a similar ratio on JSON lines
 ZSTD_LEVEL = 3
 GZIP_LEVEL = 6
-_READ_CHUNK = 1 << 20
 
 
 class CorruptCopyError(ValueError):
@@ -44,16 +43,22 @@ class Codec(StrEnum):
         return data
 
     def decompress(self, data: bytes, limit: int) -> bytes:
-        """The original bytes; ``CorruptCopyError`` if ``data`` is damaged or would expand past
-        ``limit`` bytes (a segment's size is known from its seal: no decompression bomb)."""
+        """The original bytes; ``CorruptCopyError`` if ``data`` is damaged, cut short, followed
+        by anything, or would expand past ``limit`` bytes (a segment's size is known from its
+        seal: no decompression bomb)."""
         try:
             if self is Codec.ZSTD:
-                inflated = _bounded_zstd(data, limit)
+                declared = zstandard.frame_content_size(data)  # the compressor writes it
+                if declared < 0 or declared > limit:
+                    raise CorruptCopyError(
+                        f"it declares {declared} bytes: it expands past the {limit} it must hold"
+                    )
+                inflated = zstandard.ZstdDecompressor().decompress(data)
             elif self is Codec.GZIP:
                 stream = zlib.decompressobj(wbits=31)  # gzip framing
                 inflated = stream.decompress(data, limit + 1)
-                if not stream.eof:
-                    raise CorruptCopyError("the gzip stream is cut short or too long")
+                if not stream.eof or stream.unused_data:
+                    raise CorruptCopyError("the gzip stream is cut short or followed by more")
             else:
                 inflated = data
         except (zstandard.ZstdError, zlib.error) as exc:
@@ -61,16 +66,6 @@ class Codec(StrEnum):
         if len(inflated) > limit:
             raise CorruptCopyError(f"it expands past the {limit} bytes it must hold")
         return inflated
-
-
-def _bounded_zstd(data: bytes, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    held = 0
-    with zstandard.ZstdDecompressor().stream_reader(data) as reader:
-        while held <= limit and (chunk := reader.read(_READ_CHUNK)):
-            chunks.append(chunk)
-            held += len(chunk)
-    return b"".join(chunks)
 
 
 _SUFFIXES = {Codec.NONE: "", Codec.GZIP: ".gz", Codec.ZSTD: ".zst"}

@@ -21,8 +21,8 @@ from typing import Any
 from trailstore.backend import Backend, StreamKey
 from trailstore.errors import ConfigurationError, TrailNotFoundError
 from trailstore.evidence.checkpointer import Checkpointer
-from trailstore.evidence.keys import SigningKey, load_signing_key
-from trailstore.evidence.records import Seal
+from trailstore.evidence.keys import SigningKey, key_id, load_signing_key
+from trailstore.evidence.records import PrunedMarker, Seal, pruned_path
 from trailstore.lifecycle.archive import Archive
 from trailstore.lifecycle.chain import Chain, SegmentKey
 from trailstore.registry import open_backend
@@ -93,21 +93,23 @@ class Pruner:
             )
         if not trail.trail_exists():
             raise TrailNotFoundError(f"{trail.url} holds no trail")
-        if archive is not None:
-            archive.refuse_overlap(trail.url)
         self._trail = trail
         self._archive = archive
         key = None if signing_key is None else load_signing_key(signing_key)
-        self._signs = key is not None
+        self._key_id = None if key is None else key_id(key.public_key())
         self._checkpointer = Checkpointer(trail, key)
 
     def plan(self, rule: RetentionRule, *, now: float | None = None) -> PrunePlan:
         """The segments ``rule`` selects now (``now``: Unix seconds, for ``older_than``)."""
         chain = Chain.read(self._trail)
-        if chain.latest is not None and chain.latest.signature is not None and not self._signs:
+        if self._archive is not None:
+            self._archive.admit(self._trail.url, chain.origin, holding=True)
+        signed = chain.latest is not None and chain.latest.signature is not None
+        if signed and chain.latest is not None and self._key_id != chain.latest.key_id:
             raise ConfigurationError(
-                f"the checkpoints of {self._trail.url} are signed (key {chain.latest.key_id}): "
-                "prune records what it removes in a checkpoint, so give it the signing key"
+                f"the checkpoints of {self._trail.url} are signed by key {chain.latest.key_id}: "
+                "prune records what it removes in a checkpoint, so give it that signing key"
+                + ("" if self._key_id is None else f" (not key {self._key_id})")
             )
         return PrunePlan(chain, self._choose(chain, rule, time.time() if now is None else now))
 
@@ -123,7 +125,7 @@ class Pruner:
         report = PruneReport()
         safe = []
         for candidate in plan.chosen:
-            if self._safe_to_remove(report, candidate):
+            if self._safe_to_remove(report, candidate, candidate.key in plan.chain.pruned):
                 safe.append(candidate)
             if advance is not None:
                 advance(1)
@@ -136,7 +138,10 @@ class Pruner:
         if record:
             self._checkpointer.checkpoint(pruned=record)
         for candidate in safe:
-            self._trail.remove_sealed_segment(*candidate.key)
+            stream, number = candidate.key
+            marker = PrunedMarker(stream, number, candidate.seal_digest)
+            self._trail.put_evidence(pruned_path(stream, number), marker.encode())
+            self._trail.remove_sealed_segment(stream, number)
             report.pruned.append(candidate.key)
             report.bytes_freed += candidate.size
         return report
@@ -150,10 +155,15 @@ class Pruner:
             total += sum(self._trail.segment_size(stream, n) for n in numbers)
             kept_from = chain.open_from(stream)
             run: list[_Candidate] = []
+            previous = 0
             for number in numbers:
                 key = (stream, number)
-                if kept_from is None or number >= kept_from or key not in chain.seals:
-                    break
+                lost = any(
+                    (stream, gone) not in chain.pruned for gone in range(previous + 1, number)
+                )
+                if lost or kept_from is None or number >= kept_from or key not in chain.seals:
+                    break  # a segment lost (not pruned) stops the run: it is not hidden
+                previous = number
                 seal, _ = chain.seal(self._trail, key)
                 run.append(_Candidate(key, seal, chain.seals[key], seal.size))
             per_stream.append(run)
@@ -180,23 +190,29 @@ class Pruner:
                 total -= candidate.size
         return sorted(chosen, key=lambda c: c.key)
 
-    def _safe_to_remove(self, report: PruneReport, candidate: _Candidate) -> bool:
+    def _safe_to_remove(self, report: PruneReport, candidate: _Candidate, recorded: bool) -> bool:
         """Whether the segment may go: its bytes are those its seal describes (nothing
-        unverified is pruned) and the archive, if any, holds the same bytes."""
+        unverified is pruned) and the archive, if any, holds the same bytes and the seal."""
         stream, number = candidate.key
         seal = candidate.seal
         try:
             data = self._trail.read_range(stream, number, 0, None)
         except FileNotFoundError:
-            return True  # removed by a run that was killed after recording it
+            if recorded:
+                return True  # removed by a run that was killed after recording it
+            report.problems.append(f"{stream} segment {number} vanished while pruned: not recorded")
+            return False
         if len(data) != seal.size or hashlib.sha256(data).hexdigest() != seal.sha256:
             report.problems.append(
                 f"{stream} segment {number} does not match its seal: kept (run trailstore verify)"
             )
             return False
-        if self._archive is not None and not self._archive.holds_copy(stream, number, seal):
+        archive = self._archive
+        if archive is not None and not (
+            archive.has_seal(stream, number) and archive.holds_copy(stream, number, seal)
+        ):
             report.problems.append(
-                f"{stream} segment {number}: {self._archive.url} holds no verified copy "
+                f"{stream} segment {number}: {archive.url} holds no verified copy with its seal "
                 "(run trailstore archive first): kept"
             )
             return False

@@ -9,7 +9,13 @@ from collections.abc import Iterator
 
 from trailstore.backend import Backend, CommitSession, StreamKey
 from trailstore.errors import ConfigurationError
-from trailstore.evidence.records import Checkpoint, checkpoint_path
+from trailstore.evidence.records import (
+    Checkpoint,
+    DamagedEvidenceError,
+    Seal,
+    checkpoint_path,
+    seal_path,
+)
 from trailstore.lifecycle.archive import Archive
 from trailstore.lifecycle.codecs import CorruptCopyError
 from trailstore.lines import bounded_lines
@@ -20,9 +26,14 @@ class TieredBackend(Backend):
 
     def __init__(self, trail: Backend, archive: Archive) -> None:
         super().__init__(trail.url, **trail.storage_options)
-        archive.refuse_overlap(trail.url)
+        try:
+            origin: str | None = Checkpoint.decode(trail.get_evidence(checkpoint_path(1))).origin
+        except (FileNotFoundError, DamagedEvidenceError):  # no checkpoints, or the disk is lost
+            origin = None
+        archive.admit(trail.url, origin, holding=True)
         self.trail = trail
         self.archive = archive
+        self._last: tuple[tuple[StreamKey, int], bytes] | None = None
 
     @property
     def coordination(self) -> str:
@@ -73,12 +84,22 @@ class TieredBackend(Backend):
             return self._archived(stream, number)[start:end]
 
     def _archived(self, stream: StreamKey, number: int) -> bytes:
+        """An archived segment, decompressed within the size the trail's own seal gives
+        (kept for the last one read: verify reads a segment in several ranges)."""
+        if self._last is not None and self._last[0] == (stream, number):
+            return self._last[1]
         try:
-            return self.archive.read_segment(stream, number)
+            seal: Seal | None = Seal.decode(self.trail.get_evidence(seal_path(stream, number)))
+        except (FileNotFoundError, DamagedEvidenceError):
+            seal = None  # the trail's disk is lost: the archive's own seal bounds it
+        try:
+            data = self.archive.read_segment(stream, number, seal)
         except CorruptCopyError as exc:  # to readers, a segment that cannot be read
             raise FileNotFoundError(
                 f"{self.archive.url}: {stream} segment {number} does not decompress ({exc})"
             ) from exc
+        self._last = ((stream, number), data)
+        return data
 
     def put_evidence(self, path: str, data: bytes) -> bool:
         return self.trail.put_evidence(path, data)
