@@ -126,6 +126,8 @@ def test_prune_without_an_archive_needs_discard_and_costs_nothing_without_it(
     before = segments_on_disk(trail)
     code, _, err = run(capsys, "prune", "--root", str(trail), "--keep-bytes", "0")
     assert code == 2 and "--discard" in err
+    code, _, err = run(capsys, "prune", "--root", str(trail), "--discard")
+    assert code == 2 and "--older-than, --keep-bytes or --before-id" in err
     with pytest.raises(ConfigurationError, match="archive"):
         prune_trail(trail, RetentionRule(keep_bytes=0))
     with pytest.raises(ConfigurationError, match="say what to prune"):

@@ -708,6 +708,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         )
     if args.archive is not None and args.discard:
         raise UsageError("--archive and --discard exclude each other")
+    if args.older_than is None and args.keep_bytes is None and args.before_id is None:
+        raise UsageError("say what to prune: --older-than, --keep-bytes or --before-id")
     rule = RetentionRule(
         older_than=args.older_than, keep_bytes=args.keep_bytes, before_id=args.before_id
     )
