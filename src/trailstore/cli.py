@@ -734,7 +734,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     _write(f"{verb} {len(report.pruned)} sealed segments ({_format_bytes(report.bytes_freed)})\n")
     for stream, numbers in itertools.groupby(report.pruned, key=lambda key: key[0]):
         held = [number for _, number in numbers]
-        _write(f"  {stream}: segments {held[0]}-{held[-1]}\n")
+        span = f"segment {held[0]}" if len(held) == 1 else f"segments {held[0]}-{held[-1]}"
+        _write(f"  {stream}: {span}\n")
     _flush()
     for problem in report.problems:
         _say(problem)
