@@ -966,6 +966,14 @@ def _add_trail_options(parser: argparse.ArgumentParser, prefix: str) -> None:
     )
 
 
+def _add_progress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="show a progress bar on stderr (default: when stderr is a terminal)",
+    )
+
+
 def _add_archive_option(parser: argparse.ArgumentParser, summary: str) -> None:
     parser.add_argument("--archive", metavar="URL", help=summary)
     parser.add_argument(
@@ -1239,11 +1247,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=Durability.FSYNC.value,
         help="when each append counts as done (default: %(default)s)",
     )
-    demo.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        help="show a progress bar on stderr (default: when stderr is a terminal)",
-    )
+    _add_progress_option(demo)
     return parser
 
 
@@ -1293,11 +1297,7 @@ def _add_lifecycle_commands(commands: Any, common: argparse.ArgumentParser) -> N
                          help="retain until this time (Unix s or ISO-8601)")  # fmt: skip
     archive.add_argument("--retain-days", type=_positive, metavar="N",
                          help="retain for N days from now")  # fmt: skip
-    archive.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        help="show a progress bar on stderr (default: when stderr is a terminal)",
-    )
+    _add_progress_option(archive)
 
     prune = _subcommand(
         commands,
@@ -1330,11 +1330,7 @@ def _add_lifecycle_commands(commands: Any, common: argparse.ArgumentParser) -> N
     prune.add_argument("--signing-key", type=Path, metavar="FILE",
                        help="sign the checkpoint recording the prune, as writers do")  # fmt: skip
     prune.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
-    prune.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        help="show a progress bar on stderr (default: when stderr is a terminal)",
-    )
+    _add_progress_option(prune)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,9 +15,9 @@ from typing import Any
 
 from trailstore.backend import Backend, Retention, StreamKey
 from trailstore.errors import ConfigurationError, EvidenceError, StorageError, TrailNotFoundError
+from trailstore.evidence.checkpointer import read_checkpoint
 from trailstore.evidence.records import (
     EVIDENCE_DIRECTORY,
-    Checkpoint,
     DamagedEvidenceError,
     Seal,
     checkpoint_path,
@@ -48,7 +48,7 @@ class Archive:
     def origin(self) -> str | None:
         """The ``origin`` of the trail archived here (its first checkpoint's), if any."""
         try:
-            return Checkpoint.decode(self.backend.get_evidence(checkpoint_path(1))).origin
+            return read_checkpoint(self.backend, 1).origin
         except (FileNotFoundError, DamagedEvidenceError):
             return None
 
@@ -105,7 +105,7 @@ class Archive:
         numbers = self.checkpoints()
         if not numbers:
             return []
-        newest = Checkpoint.decode(self.backend.get_evidence(checkpoint_path(numbers[-1])))
+        newest = read_checkpoint(self.backend, numbers[-1])
         return sorted(newest.positions)
 
     def seal(self, stream: StreamKey, number: int) -> Seal | None:

@@ -152,7 +152,8 @@ class Pruner:
         total = 0
         for stream in self._trail.list_streams():
             numbers = self._trail.list_segments(stream)
-            total += sum(self._trail.segment_size(stream, n) for n in numbers)
+            if rule.keep_bytes is not None:  # a stat per segment, only for a byte budget
+                total += sum(self._trail.segment_size(stream, n) for n in numbers)
             kept_from = chain.open_from(stream)
             run: list[_Candidate] = []
             previous = 0

@@ -9,11 +9,10 @@ from collections.abc import Iterator
 
 from trailstore.backend import Backend, CommitSession, StreamKey
 from trailstore.errors import ConfigurationError
+from trailstore.evidence.checkpointer import read_checkpoint
 from trailstore.evidence.records import (
-    Checkpoint,
     DamagedEvidenceError,
     Seal,
-    checkpoint_path,
     seal_path,
 )
 from trailstore.lifecycle.archive import Archive
@@ -27,7 +26,7 @@ class TieredBackend(Backend):
     def __init__(self, trail: Backend, archive: Archive) -> None:
         super().__init__(trail.url, **trail.storage_options)
         try:
-            origin: str | None = Checkpoint.decode(trail.get_evidence(checkpoint_path(1))).origin
+            origin: str | None = read_checkpoint(trail, 1).origin
         except (FileNotFoundError, DamagedEvidenceError):  # no checkpoints, or the disk is lost
             origin = None
         archive.admit(trail.url, origin, holding=True)
@@ -122,4 +121,4 @@ class TieredBackend(Backend):
 
 
 def _archived_size(archive: Archive, number: int) -> int:
-    return Checkpoint.decode(archive.backend.get_evidence(checkpoint_path(number))).size
+    return read_checkpoint(archive.backend, number).size
