@@ -50,3 +50,12 @@ class ReplayError(AuditTrailError):
 class EvidenceError(AuditTrailError):
     """A checkpoint cannot be made: the trail's data does not continue its last checkpoint
     (changed, missing or out-of-place events; ``trailstore verify`` says where)."""
+
+
+class MissingDependencyError(ConfigurationError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the
+    extra that installs it."""
+
+
+class DestinationExistsError(AuditTrailError, FileExistsError):
+    """An export would replace an existing file it was not told to overwrite."""
