@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+import threading
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,14 +13,18 @@ from enum import Enum
 from typing import Any
 
 from trailstore.backend import Backend, StreamKey
+from trailstore.bounds import ReadBounds
 from trailstore.encoding import decode_line
 from trailstore.errors import ConfigurationError, TrailNotFoundError
 from trailstore.events import AuditEvent, unix_seconds
 from trailstore.evidence.records import DamagedEvidenceError, Seal, pruned_path, seal_path
+from trailstore.follow import FollowSettings, StreamCursor, follow_reads
 from trailstore.lifecycle.archive import Archive
 from trailstore.lifecycle.tiered import TieredBackend
 from trailstore.lines import line_event_id
 from trailstore.registry import open_backend
+from trailstore.seal_index import SealIndex
+from trailstore.tail import lines_backwards, newest_reads
 
 log = logging.getLogger("trailstore")
 #: an event and its line as stored
@@ -161,8 +166,9 @@ class AuditTrailReader:
     ) -> Iterator[AuditEvent]:
         """Yield matching events in ascending ``event_id`` (merged across streams).
 
-        Timestamps are Unix seconds or datetimes (naive ones are UTC). When every stream is
-        read, missing and duplicate IDs are added to ``report``.
+        Timestamps are Unix seconds or datetimes (naive ones are UTC); a time filter reads
+        only the segments whose seals do not rule them out. When every stream is read without
+        a time filter, missing and duplicate IDs are added to ``report``.
         """
         scan = self._scan(
             domains, categories, model_names, min_event_id, max_event_id,
@@ -189,6 +195,210 @@ class AuditTrailReader:
         )  # fmt: skip
         return (line for _, line in scan)
 
+    def tail(
+        self,
+        count: int,
+        *,
+        domains: Collection[str] | str | None = None,
+        categories: Collection[str] | str | None = None,
+        model_names: Collection[str] | str | None = None,
+        min_event_id: int | None = None,
+        max_event_id: int | None = None,
+        min_timestamp: float | datetime | None = None,
+        max_timestamp: float | datetime | None = None,
+    ) -> list[AuditEvent]:
+        """The newest ``count`` matching events, in ascending ``event_id``: what the end of
+        ``iter_events`` with the same filters would give, read from the end of each stream
+        (only the segments holding them are read). IDs are not checked for gaps."""
+        reads = self._tail(
+            count, domains, categories, model_names, min_event_id, max_event_id,
+            _seconds("min_timestamp", min_timestamp), _seconds("max_timestamp", max_timestamp),
+        )  # fmt: skip
+        return [event for event, _ in reads]
+
+    def tail_lines(
+        self,
+        count: int,
+        *,
+        domains: Collection[str] | str | None = None,
+        categories: Collection[str] | str | None = None,
+        model_names: Collection[str] | str | None = None,
+        min_event_id: int | None = None,
+        max_event_id: int | None = None,
+        min_timestamp: float | datetime | None = None,
+        max_timestamp: float | datetime | None = None,
+    ) -> list[bytes]:
+        """Like ``tail``, but the events' lines exactly as stored."""
+        reads = self._tail(
+            count, domains, categories, model_names, min_event_id, max_event_id,
+            _seconds("min_timestamp", min_timestamp), _seconds("max_timestamp", max_timestamp),
+        )  # fmt: skip
+        return [line for _, line in reads]
+
+    def follow(
+        self,
+        *,
+        domains: Collection[str] | str | None = None,
+        categories: Collection[str] | str | None = None,
+        model_names: Collection[str] | str | None = None,
+        min_event_id: int | None = None,
+        max_event_id: int | None = None,
+        min_timestamp: float | datetime | None = None,
+        max_timestamp: float | datetime | None = None,
+        after_event_id: int | None = None,
+        poll_interval: float = FollowSettings.poll_interval,
+        settle: float = FollowSettings.settle,
+        stop: threading.Event | None = None,
+    ) -> Iterator[AuditEvent]:
+        """Yield matching events as writers append them, until ``stop`` is set (the events
+        due by then are yielded first), ``max_event_id`` is passed, or the caller stops.
+
+        Starts after ``after_event_id`` (by default the last ID handed out when called): every
+        event above it comes once, across rotation and from any number of writers, in
+        ``event_id`` order - but an event whose writer lagged more than ``settle`` seconds
+        behind higher IDs comes late rather than never. New events are looked for every
+        ``poll_interval`` seconds (on object stores, each look lists and reads objects).
+        """
+        reads = self._follow(
+            domains, categories, model_names,
+            ReadBounds(min_event_id, max_event_id,
+                       _seconds("min_timestamp", min_timestamp),
+                       _seconds("max_timestamp", max_timestamp)),
+            after_event_id, FollowSettings(poll_interval, settle), stop,
+        )  # fmt: skip
+        return (event for event, _ in reads)
+
+    def follow_lines(
+        self,
+        *,
+        domains: Collection[str] | str | None = None,
+        categories: Collection[str] | str | None = None,
+        model_names: Collection[str] | str | None = None,
+        min_event_id: int | None = None,
+        max_event_id: int | None = None,
+        min_timestamp: float | datetime | None = None,
+        max_timestamp: float | datetime | None = None,
+        after_event_id: int | None = None,
+        poll_interval: float = FollowSettings.poll_interval,
+        settle: float = FollowSettings.settle,
+        stop: threading.Event | None = None,
+    ) -> Iterator[bytes]:
+        """Like ``follow``, but yield each event's line exactly as stored."""
+        reads = self._follow(
+            domains, categories, model_names,
+            ReadBounds(min_event_id, max_event_id,
+                       _seconds("min_timestamp", min_timestamp),
+                       _seconds("max_timestamp", max_timestamp)),
+            after_event_id, FollowSettings(poll_interval, settle), stop,
+        )  # fmt: skip
+        return (line for _, line in reads)
+
+    def _follow(
+        self,
+        domains: Collection[str] | str | None,
+        categories: Collection[str] | str | None,
+        model_names: Collection[str] | str | None,
+        bounds: ReadBounds,
+        after_event_id: int | None,
+        settings: FollowSettings,
+        stop: threading.Event | None,
+    ) -> Iterator[_Read]:
+        for name, value in (("poll_interval", settings.poll_interval), ("settle", settings.settle)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ConfigurationError(f"{name} must be seconds >= 0, got {value!r}")
+        if after_event_id is None:
+            after_event_id = self.backend.last_event_id()
+        elif isinstance(after_event_id, bool) or not isinstance(after_event_id, int):
+            raise ConfigurationError(f"after_event_id must be an int, got {after_event_id!r}")
+        wanted_domains, wanted_categories = _names(domains), _names(categories)
+        models = _names(model_names)
+        first = max(after_event_id + 1, bounds.min_event_id or 1)
+        cursors = {
+            stream: self._cursor(stream, numbers, first)
+            for stream, numbers in self._listed(None, None).items()
+        }
+        reads = follow_reads(
+            self.backend,
+            cursors,
+            lambda stream: self._cursor(stream, self._list_segments(stream), 1),
+            first - 1,
+            settings,
+            stop,
+            self._count_duplicate,
+        )
+        return self._selected(reads, wanted_domains, wanted_categories, models, bounds)
+
+    @staticmethod
+    def _selected(
+        reads: Iterator[_Read],
+        domains: frozenset[str] | None,
+        categories: frozenset[str] | None,
+        models: frozenset[str] | None,
+        bounds: ReadBounds,
+    ) -> Iterator[_Read]:
+        """The followed reads that pass the filters, until one is past ``max_event_id``."""
+        for read in reads:
+            event = read[0]
+            if bounds.max_event_id is not None and event.event_id > bounds.max_event_id:
+                return
+            selected = (domains is None or event.domain in domains) and (
+                categories is None or event.category in categories
+            )
+            if selected and bounds.admits(event, models):
+                yield read
+
+    def _cursor(self, stream: StreamKey, numbers: list[int], first_id: int) -> StreamCursor:
+        """A cursor at the start of the segment of ``stream`` that holds ``first_id``."""
+        start = numbers[self._first_segment_holding(stream, numbers, first_id)] if numbers else 1
+        return StreamCursor(self.backend, stream, start, self._events, self._count_torn)
+
+    def _count_torn(self, stream: StreamKey, number: int) -> None:
+        self.report.torn_lines += 1
+        log.warning("skipping torn last line of %s segment %d", stream, number)
+
+    def _count_duplicate(self) -> None:
+        self.report.duplicate_ids += 1
+
+    def _tail(
+        self,
+        count: int,
+        domains: Collection[str] | str | None,
+        categories: Collection[str] | str | None,
+        model_names: Collection[str] | str | None,
+        min_event_id: int | None,
+        max_event_id: int | None,
+        min_timestamp: float | None,
+        max_timestamp: float | None,
+    ) -> list[_Read]:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ConfigurationError(f"count must be a whole number >= 0, got {count!r}")
+        if count == 0:
+            return []
+        bounds = ReadBounds(min_event_id, max_event_id, min_timestamp, max_timestamp)
+        models = _names(model_names)
+        listed = self._listed(_names(domains), _names(categories))
+
+        def backwards(stream: StreamKey, number: int) -> Iterator[_Read]:
+            try:
+                lines = list(lines_backwards(self.backend, stream, number))
+            except OSError as exc:
+                self._report_missing(stream, number, exc)
+                return
+            for line in lines:
+                event_id = line_event_id(line)
+                if event_id is not None and not bounds.holds_id(event_id):
+                    continue
+                yield from self._events(stream, number, iter((line,)))
+
+        return newest_reads(
+            listed,
+            count,
+            backwards,
+            lambda event: bounds.admits(event, models),
+            SealIndex(self.backend),
+            bounds,
+        )
+
     def _scan(
         self,
         domains: Collection[str] | str | None,
@@ -204,31 +414,34 @@ class AuditTrailReader:
         whole_trail = wanted_domains is None and wanted_categories is None
         # the counter before the listing: every ID up to it is written by then
         allocated = self.backend.last_event_id() if whole_trail else 0
-        listed = {
-            stream: self._list_segments(stream)
-            for stream in self.backend.list_streams()
-            if (wanted_domains is None or stream.domain in wanted_domains)
-            and (wanted_categories is None or stream.category in wanted_categories)
-        }
+        listed = self._listed(wanted_domains, wanted_categories)
+        seals = SealIndex(self.backend)
+        bounds = ReadBounds(min_event_id, max_event_id, min_timestamp, max_timestamp)
         per_stream = [
-            self._stream_events(stream, numbers, min_event_id, max_event_id)
+            self._stream_events(stream, numbers, bounds, seals)
             for stream, numbers in listed.items()
         ]
         merged: Iterator[_Read] = heapq.merge(*per_stream, key=_event_id_of)
-        if whole_trail:
+        # segments skipped by their time range hold IDs too: a gap check would see them missing
+        if whole_trail and not bounds.by_time:
             if max_event_id is not None:
                 allocated = min(allocated, max_event_id)
             first = max(min_event_id or 1, self._pruned_through(listed) + 1)
             merged = self._checking_sequence(merged, first, allocated)
         for read in merged:
-            event = read[0]
-            if wanted_models is not None and event.model_name not in wanted_models:
-                continue
-            if min_timestamp is not None and event.timestamp < min_timestamp:
-                continue
-            if max_timestamp is not None and event.timestamp > max_timestamp:
-                continue
-            yield read
+            if bounds.admits(read[0], wanted_models):
+                yield read
+
+    def _listed(
+        self, domains: frozenset[str] | None, categories: frozenset[str] | None
+    ) -> dict[StreamKey, list[int]]:
+        """The segment numbers of every stream the domain and category filters select."""
+        return {
+            stream: self._list_segments(stream)
+            for stream in self.backend.list_streams()
+            if (domains is None or stream.domain in domains)
+            and (categories is None or stream.category in categories)
+        }
 
     def _checking_sequence(
         self, reads: Iterator[_Read], expected: int, allocated: int
@@ -305,21 +518,19 @@ class AuditTrailReader:
         return through
 
     def _stream_events(
-        self,
-        stream: StreamKey,
-        numbers: list[int],
-        min_event_id: int | None,
-        max_event_id: int | None,
+        self, stream: StreamKey, numbers: list[int], bounds: ReadBounds, seals: SealIndex
     ) -> Iterator[_Read]:
-        if min_event_id is None and max_event_id is None:
-            for number in numbers:
-                yield from self._events(stream, number, self._lines(stream, number))
-            return
+        min_event_id, max_event_id = bounds.min_event_id, bounds.max_event_id
         if min_event_id is not None:
             numbers = numbers[self._first_segment_holding(stream, numbers, min_event_id) :]
         window = _IdWindow(min_event_id or 0, max_event_id)
         for number in numbers:
-            yield from self._events(stream, number, window.within(self._lines(stream, number)))
+            if seals.can_skip(stream, number, bounds):
+                continue
+            lines = self._lines(stream, number)
+            if bounds.by_id:
+                lines = window.within(lines)
+            yield from self._events(stream, number, lines)
             if window.passed:
                 return
 
@@ -379,8 +590,11 @@ class AuditTrailReader:
         try:
             yield from self.backend.read_segment(stream, number)
         except OSError as exc:  # deleted, replaced by a directory, unreadable
-            self.report.missing_segments += 1
-            log.warning("segment %s/%d vanished while reading: %s", stream, number, exc)
+            self._report_missing(stream, number, exc)
+
+    def _report_missing(self, stream: StreamKey, number: int, error: OSError) -> None:
+        self.report.missing_segments += 1
+        log.warning("segment %s/%d vanished while reading: %s", stream, number, error)
 
     def _report_damage(
         self, stream: StreamKey, number: int, line: bytes, event: AuditEvent | None

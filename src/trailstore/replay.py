@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from trailstore.errors import ReplayError
@@ -49,8 +50,15 @@ class AuditReplayer:
         model_names: Collection[str] | str | None = None,
         min_event_id: int | None = None,
         max_event_id: int | None = None,
+        as_of: float | datetime | None = None,
     ) -> ReplayResult:
-        """Apply the matching events in ``event_id`` order and return the resulting state."""
+        """Apply the matching events in ``event_id`` order and return the resulting state.
+
+        ``as_of`` (Unix seconds or a datetime; naive is UTC) gives the state at that moment:
+        only events stamped at or before it are applied, still in ``event_id`` order. Clocks
+        of several hosts may disagree, so an event is judged by its own timestamp, not by
+        where it stands in the sequence.
+        """
         result = ReplayResult()
         events = self.reader.iter_events(
             domains=domain,
@@ -58,6 +66,7 @@ class AuditReplayer:
             model_names=model_names,
             min_event_id=min_event_id,
             max_event_id=max_event_id,
+            max_timestamp=as_of,
         )
         for event in events:
             self.apply(result.state, event)

@@ -46,6 +46,7 @@ from trailstore.reader import AuditTrailReader
 from trailstore.registry import open_backend
 from trailstore.replay import AuditReplayer
 from trailstore.store.commits import Commit, OpenSegment
+from trailstore.testing.reading import ReadingConformance
 from trailstore.writer import AuditTrailWriter
 
 UNSAFE_NAMES = ["", ".", "..", "a/b", "a\\b", "nul\x00byte", "x" * 256, "é" * 128]
@@ -65,8 +66,8 @@ def sample_event(number: int = 0, **overrides: Any) -> dict[str, Any]:
     return fields
 
 
-class BackendConformance:
-    """The guarantees every backend keeps (the README's "Guarantees")."""
+class BackendConformance(ReadingConformance):
+    """The guarantees every backend keeps (the README's "Guarantees"), reading ones included."""
 
     @pytest.fixture
     def trail_url(self) -> str:
