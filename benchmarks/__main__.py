@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmarks.cases import local_cases, s3_cases
 from benchmarks.evidence import verify_speed
+from benchmarks.follow import follow_latency
 from benchmarks.lifecycle import lifecycle_figures
 from benchmarks.report import (
     HEADER,
@@ -41,7 +42,8 @@ Run one realistic CRUD workload (payloads of about 200-2000 bytes over four stre
 trailstore in every durability mode and through the writers people use instead, each case in a
 fresh process, and report events/s, MB/s, p50/p99 append latency and peak RSS, each as a ratio
 to the naive per-event writer measured in the same run. Also measures writer memory growth over
-a long run, reader scan speed, verification speed and the lifecycle (compression per codec,
+a long run, reader speed (full scan; the newest 1,000 events by ID, by time and by tail();
+follow latency from a writer process), verification speed and the lifecycle (compression per codec,
 reading from a zstd archive, archiving to S3 against a plain s3fs copy) over its trail. S3 cases
 run against a moto server on 127.0.0.1 when the trailstore-s3 plugin is installed.
 """
@@ -144,7 +146,11 @@ def _median(results: list[Result]) -> Result:
 def _long_run(spec: WorkloadSpec, workdir: Path, events: int, context: dict[str, Any]) -> LongRun:
     """Writer peak RSS after ``events // 100`` and ``events`` events, then reader scans,
     verification and the lifecycle (archive, compressed reads) over its trail."""
-    print("  running: writer memory, reader scans, verify, archive", file=sys.stderr, flush=True)
+    print(
+        "  running: writer memory, reader scans, verify, archive, follow",
+        file=sys.stderr,
+        flush=True,
+    )
     small = max(1, events // 100)
     return LongRun(
         small,
@@ -154,6 +160,7 @@ def _long_run(spec: WorkloadSpec, workdir: Path, events: int, context: dict[str,
         _in_child(scan, workdir / "memory-large"),
         _in_child(verify_speed, spec, workdir / "memory-large"),
         _in_child(lifecycle_figures, workdir, context, max(events // 5, 5000)),
+        _in_child(follow_latency, spec, workdir / "follow", max(events // 500, 500)),
     )
 
 

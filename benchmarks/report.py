@@ -98,6 +98,11 @@ def targets(results: dict[str, Result], long_run: LongRun | None) -> list[Target
             scan.tail_speedup >= 20,
         )
     )
+    for configuration, speedup in (
+        ("reader min_timestamp, newest 1,000", scan.time_speedup),
+        ("reader tail(1000) / query --last", scan.last_speedup),
+    ):
+        found.append(Target(configuration, ">= 20x full scan", f"{speedup:.0f}x", speedup >= 20))
     verify = long_run.verify
     share = verify.full_share_of_sha256
     found.append(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.evidence import VerifyResult
+from benchmarks.follow import FollowResult
 from benchmarks.lifecycle import LifecycleResult
 from benchmarks.memory import peak_mb, reset_peak
 from benchmarks.workload import WorkloadSpec
@@ -24,6 +26,12 @@ class ScanResult:
     full_scan_events_per_second: float
     tail_query_seconds: float
     tail_speedup: float
+    #: a ``min_timestamp`` query for the newest ``tail`` events (sealed segments skipped)
+    time_query_seconds: float
+    time_speedup: float
+    #: ``AuditTrailReader.tail(tail)``: the same events read from the end
+    last_seconds: float
+    last_speedup: float
 
 
 @dataclass
@@ -37,6 +45,7 @@ class LongRun:
     scan: ScanResult
     verify: VerifyResult
     lifecycle: LifecycleResult
+    follow: FollowResult
 
     @property
     def growth_mb(self) -> float:
@@ -49,7 +58,9 @@ class LongRun:
             f"writer peak RSS {self.small_rss_mb:.0f} MB after {self.small_events:,} events, "
             f"{self.large_rss_mb:.0f} MB after {self.large_events:,}; reader over "
             f"{self.scan.events:,} events: full scan {self.scan.full_scan_seconds:.2f} s, "
-            f"the last 1,000 by min_event_id in {self.scan.tail_query_seconds * 1000:.1f} ms; "
+            f"the newest 1,000 by min_event_id in {self.scan.tail_query_seconds * 1000:.1f} ms, "
+            f"by min_timestamp in {self.scan.time_query_seconds * 1000:.1f} ms, "
+            f"by tail() in {self.scan.last_seconds * 1000:.1f} ms; {self.follow.describe()}; "
             f"{self.verify.describe()}; {self.lifecycle.describe()}"
         )
 
@@ -68,15 +79,41 @@ def writer_peak_rss_mb(spec: WorkloadSpec, root: Path, events: int) -> float:
 
 
 def scan(root: Path, tail: int = 1000) -> ScanResult:
-    """Time a full scan, then a ``min_event_id`` query for the last ``tail`` events."""
+    """Time a full scan, then three ways to the newest ``tail`` events: by ``min_event_id``,
+    by ``min_timestamp`` (the time of the oldest of them) and by ``tail()``; each is checked
+    against the full scan."""
     reader = AuditTrailReader(root_path=root)
     began = time.perf_counter()
-    events = sum(1 for _ in reader.iter_events())
+    stamps = [event.timestamp for event in reader.iter_events()]
     full = time.perf_counter() - began
+    events = len(stamps)
     last = reader.backend.last_event_id()
+    by_id, found = _timed(lambda: sum(1 for _ in reader.iter_events(min_event_id=last - tail + 1)))
+    _expect("min_event_id", found, min(tail, events))
+    since = stamps[-tail]
+    by_time, found = _timed(lambda: sum(1 for _ in reader.iter_events(min_timestamp=since)))
+    _expect("min_timestamp", found, sum(1 for stamp in stamps if stamp >= since))
+    newest, found = _timed(lambda: len(reader.tail(tail)))
+    _expect("tail", found, min(tail, events))
+    return ScanResult(
+        events,
+        full,
+        events / full,
+        by_id,
+        full / by_id,
+        by_time,
+        full / by_time,
+        newest,
+        full / newest,
+    )
+
+
+def _timed(work: Callable[[], int]) -> tuple[float, int]:
     began = time.perf_counter()
-    found = sum(1 for _ in reader.iter_events(min_event_id=last - tail + 1))
-    partial = time.perf_counter() - began
-    if found != min(tail, events):
-        raise AssertionError(f"tail query found {found} events, expected {min(tail, events)}")
-    return ScanResult(events, full, events / full, partial, full / partial)
+    found = work()
+    return time.perf_counter() - began, found
+
+
+def _expect(query: str, found: int, expected: int) -> None:
+    if found != expected:
+        raise AssertionError(f"the {query} query found {found} events, expected {expected}")

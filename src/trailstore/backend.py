@@ -162,6 +162,9 @@ class Backend(ABC):
     persistent: ClassVar[bool] = True
     #: sealed segments may be removed once archived (a trail on a disk of its own)
     prunes_segments: ClassVar[bool] = False
+    #: how often a follower looks for new events by default, in seconds: each look lists
+    #: and reads every stream, which object stores bill per request
+    follow_poll_interval: ClassVar[float] = 2.0
 
     @property
     def survives_fork(self) -> bool:

@@ -30,12 +30,16 @@ Read = tuple[AuditEvent, bytes]
 _BLOCK_BYTES = 1024 * 1024
 
 
+#: how long a follower waits for a missing lower ID before it goes on without it
+DEFAULT_SETTLE_SECONDS = 2.0
+
+
 @dataclass
 class FollowSettings:
     """How often to look for new lines, and how long a missing lower ID is waited for."""
 
-    poll_interval: float = 0.2
-    settle: float = 2.0
+    poll_interval: float
+    settle: float = DEFAULT_SETTLE_SECONDS
 
 
 class StreamCursor:

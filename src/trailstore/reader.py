@@ -18,7 +18,7 @@ from trailstore.encoding import decode_line
 from trailstore.errors import ConfigurationError, TrailNotFoundError
 from trailstore.events import AuditEvent, unix_seconds
 from trailstore.evidence.records import DamagedEvidenceError, Seal, pruned_path, seal_path
-from trailstore.follow import FollowSettings, StreamCursor, follow_reads
+from trailstore.follow import DEFAULT_SETTLE_SECONDS, FollowSettings, StreamCursor, follow_reads
 from trailstore.lifecycle.archive import Archive
 from trailstore.lifecycle.tiered import TieredBackend
 from trailstore.lines import line_event_id
@@ -141,6 +141,7 @@ class AuditTrailReader:
     ) -> None:
         self.root_path = root_path
         self.backend: Backend = open_backend(root_path, **dict(storage_options or {}))
+        self._follow_poll_interval = self.backend.follow_poll_interval
         if archive is not None:
             self.backend = TieredBackend(self.backend, Archive(archive, archive_options))
         self.report = ReadReport()
@@ -246,8 +247,8 @@ class AuditTrailReader:
         min_timestamp: float | datetime | None = None,
         max_timestamp: float | datetime | None = None,
         after_event_id: int | None = None,
-        poll_interval: float = FollowSettings.poll_interval,
-        settle: float = FollowSettings.settle,
+        poll_interval: float | None = None,
+        settle: float = DEFAULT_SETTLE_SECONDS,
         stop: threading.Event | None = None,
     ) -> Iterator[AuditEvent]:
         """Yield matching events as writers append them, until ``stop`` is set (the events
@@ -257,14 +258,15 @@ class AuditTrailReader:
         event above it comes once, across rotation and from any number of writers, in
         ``event_id`` order - but an event whose writer lagged more than ``settle`` seconds
         behind higher IDs comes late rather than never. New events are looked for every
-        ``poll_interval`` seconds (on object stores, each look lists and reads objects).
+        ``poll_interval`` seconds; by default 0.1 s on a local disk and 2 s on object stores,
+        where each look lists and reads objects, billed per request.
         """
         reads = self._follow(
             domains, categories, model_names,
             ReadBounds(min_event_id, max_event_id,
                        _seconds("min_timestamp", min_timestamp),
                        _seconds("max_timestamp", max_timestamp)),
-            after_event_id, FollowSettings(poll_interval, settle), stop,
+            after_event_id, self._follow_settings(poll_interval, settle), stop,
         )  # fmt: skip
         return (event for event, _ in reads)
 
@@ -279,8 +281,8 @@ class AuditTrailReader:
         min_timestamp: float | datetime | None = None,
         max_timestamp: float | datetime | None = None,
         after_event_id: int | None = None,
-        poll_interval: float = FollowSettings.poll_interval,
-        settle: float = FollowSettings.settle,
+        poll_interval: float | None = None,
+        settle: float = DEFAULT_SETTLE_SECONDS,
         stop: threading.Event | None = None,
     ) -> Iterator[bytes]:
         """Like ``follow``, but yield each event's line exactly as stored."""
@@ -289,9 +291,17 @@ class AuditTrailReader:
             ReadBounds(min_event_id, max_event_id,
                        _seconds("min_timestamp", min_timestamp),
                        _seconds("max_timestamp", max_timestamp)),
-            after_event_id, FollowSettings(poll_interval, settle), stop,
+            after_event_id, self._follow_settings(poll_interval, settle), stop,
         )  # fmt: skip
         return (line for _, line in reads)
+
+    def _follow_settings(self, poll_interval: float | None, settle: float) -> FollowSettings:
+        if poll_interval is None:
+            poll_interval = self._follow_poll_interval
+        for name, value in (("poll_interval", poll_interval), ("settle", settle)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ConfigurationError(f"{name} must be seconds >= 0, got {value!r}")
+        return FollowSettings(poll_interval, settle)
 
     def _follow(
         self,
@@ -303,9 +313,6 @@ class AuditTrailReader:
         settings: FollowSettings,
         stop: threading.Event | None,
     ) -> Iterator[_Read]:
-        for name, value in (("poll_interval", settings.poll_interval), ("settle", settings.settle)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-                raise ConfigurationError(f"{name} must be seconds >= 0, got {value!r}")
         if after_event_id is None:
             after_event_id = self.backend.last_event_id()
         elif isinstance(after_event_id, bool) or not isinstance(after_event_id, int):

@@ -47,6 +47,7 @@ class LocalBackend(Backend):
 
     supports_concurrent_processes = True
     prunes_segments = True
+    follow_poll_interval = 0.1
 
     def __init__(self, url: str, **storage_options: Any) -> None:
         super().__init__(url, **storage_options)

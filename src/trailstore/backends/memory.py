@@ -19,6 +19,7 @@ class MemoryBackend(LogBackend):
     """A trail in process memory (fsspec's ``memory`` filesystem), one commit at a time."""
 
     persistent = False
+    follow_poll_interval = 0.1
     supports_concurrent_processes = False
 
     def __init__(self, url: str, **storage_options: Any) -> None:
