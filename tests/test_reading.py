@@ -20,7 +20,7 @@ from trailstore.encoding import encode_body
 from trailstore.errors import ConfigurationError, ReplayError
 from trailstore.events import AuditEvent
 from trailstore.history import ChangeKind, record_history
-from trailstore.lines import render_line
+from trailstore.lines import line_timestamp, render_line
 from trailstore.testing import sample_event
 
 
@@ -262,3 +262,21 @@ def test_history_by_model_name_and_its_refusals(tmp_path: Path) -> None:
                 key="1",
             )
         )
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b'{"event_id":1,"timestamp":1006.5,"domain":"d"}\n', 1006.5),
+        (b'{"event_id":1,"timestamp":-5e-1,"domain":"d"}\n', -0.5),
+        (b'{"event_id":1,"timestamp":"1006.5","domain":"d"}\n', None),  # pydantic decides
+        (b'{"event_id":1,"timestamp":01,"domain":"d"}\n', None),  # not JSON
+        (b'{"event_id":1,"timestamp":1,"x":{"timestamp":2}}\n', None),  # the key twice
+        (b'{"event_id":1,"timestamp":1,"\\u0074imestamp":2}\n', None),  # spelled by escapes
+        (b'{"timestamp":1,"event_id":1}\n', None),  # another writer's key order
+    ],
+)
+def test_timestamps_are_read_without_a_parse_only_where_that_is_exact(
+    line: bytes, expected: float | None
+) -> None:
+    assert line_timestamp(line) == expected

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trailstore.events import AuditEvent
+from trailstore.lines import line_timestamp
 
 
 @dataclass(frozen=True)
@@ -40,4 +41,15 @@ class ReadBounds:
             and (self.min_timestamp is None or event.timestamp >= self.min_timestamp)
             and (self.max_timestamp is None or event.timestamp <= self.max_timestamp)
             and self.holds_id(event.event_id)
+        )
+
+    def may_hold(self, line: bytes) -> bool:
+        """False when a line's timestamp, read without a full parse, is outside the time
+        bounds: the line need not be parsed. (True when it cannot be read that way.)"""
+        if not self.by_time:
+            return True
+        timestamp = line_timestamp(line)
+        return timestamp is None or (
+            (self.min_timestamp is None or timestamp >= self.min_timestamp)
+            and (self.max_timestamp is None or timestamp <= self.max_timestamp)
         )

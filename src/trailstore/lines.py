@@ -4,12 +4,15 @@ put an allocated ID into an encoded line, and split a segment into lines in boun
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
 #: the longest line the writer stores and the reader takes in whole; a longer one is damage
 MAX_LINE_BYTES = 16 * 1024 * 1024
 ID_PREFIX = b'{"event_id":'
+_TIMESTAMP_KEY = b'"timestamp":'
+_JSON_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 #: what an oversized line is cut down to when it is handed on (as a malformed line)
 _OVERSIZED_HEAD = 64
 #: lines are read this much at a time: nearly every line fits in one read
@@ -36,6 +39,21 @@ def line_event_id(line: bytes) -> int | None:
     except (ValueError, AttributeError, RecursionError):
         return None
     return value if isinstance(value, int) else None
+
+
+def line_timestamp(line: bytes) -> float | None:
+    """The ``timestamp`` of a line laid out as this library and the original writer write it
+    (right after ``event_id``), without a full parse; ``None`` when that cannot be exact:
+    another layout, the key twice, or escapes that could spell it."""
+    if not line.startswith(ID_PREFIX) or b"\\u" in line or line.count(_TIMESTAMP_KEY) != 1:
+        return None
+    start = line.find(b",", len(ID_PREFIX)) + 1
+    if not line.startswith(_TIMESTAMP_KEY, start):
+        return None
+    start += len(_TIMESTAMP_KEY)
+    end = line.find(b",", start)
+    number = _JSON_NUMBER.fullmatch(line, start, end) if end > 0 else None
+    return None if number is None else float(number[0])
 
 
 def bounded_lines(segment: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:

@@ -385,26 +385,19 @@ class AuditTrailReader:
         models = _names(model_names)
         listed = self._listed(_names(domains), _names(categories))
 
-        def backwards(stream: StreamKey, number: int) -> Iterator[_Read]:
+        def backwards(stream: StreamKey, number: int) -> Iterator[bytes]:
             try:
-                lines = list(lines_backwards(self.backend, stream, number))
+                yield from lines_backwards(self.backend, stream, number)
             except OSError as exc:
                 self._report_missing(stream, number, exc)
-                return
-            for line in lines:
-                event_id = line_event_id(line)
-                if event_id is not None and not bounds.holds_id(event_id):
-                    continue
-                yield from self._events(stream, number, iter((line,)))
 
-        return newest_reads(
-            listed,
-            count,
-            backwards,
-            lambda event: bounds.admits(event, models),
-            SealIndex(self.backend),
-            bounds,
-        )
+        def parsed(stream: StreamKey, number: int, line: bytes) -> _Read | None:
+            if not bounds.may_hold(line):
+                return None
+            read = next(self._events(stream, number, iter((line,))), None)
+            return read if read is not None and bounds.admits(read[0], models) else None
+
+        return newest_reads(listed, count, backwards, parsed, SealIndex(self.backend), bounds)
 
     def _scan(
         self,
@@ -537,6 +530,8 @@ class AuditTrailReader:
             lines = self._lines(stream, number)
             if bounds.by_id:
                 lines = window.within(lines)
+            if bounds.by_time:
+                lines = filter(bounds.may_hold, lines)
             yield from self._events(stream, number, lines)
             if window.passed:
                 return

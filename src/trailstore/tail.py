@@ -2,19 +2,21 @@
 
 A stream's IDs rise from segment to segment, so its newest matching events are in its last
 segments: each is read backwards in blocks, newest line first, until enough events passed the
-filters (a seal that rules a segment out skips it unread). The streams' candidates are then
-merged, and the newest ``count`` of them returned in ascending ``event_id``.
+filters (a seal that rules a segment out skips it unread). The newest ``count`` across the
+streams are returned in ascending ``event_id``.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable, Iterator
 
 from trailstore.backend import Backend, StreamKey
 from trailstore.bounds import ReadBounds
 from trailstore.events import AuditEvent
 from trailstore.evidence.records import Seal
+from trailstore.lines import line_event_id
 from trailstore.seal_index import SealIndex
 
 #: an event and its line as stored
@@ -50,36 +52,69 @@ def lines_backwards(backend: Backend, stream: StreamKey, number: int) -> Iterato
 def newest_reads(
     streams: dict[StreamKey, list[int]],
     count: int,
-    read_segment_backwards: Callable[[StreamKey, int], Iterator[Read]],
-    admits: Callable[[AuditEvent], bool],
+    lines_of: Callable[[StreamKey, int], Iterator[bytes]],
+    parse: Callable[[StreamKey, int, bytes], Read | None],
     seals: SealIndex,
     bounds: ReadBounds,
 ) -> list[Read]:
-    """The ``count`` newest reads that ``admits`` passes, ascending by ``event_id``."""
-    candidates: list[Read] = []
+    """The ``count`` newest reads that ``parse`` passes (it returns ``None`` for a line it
+    filters out), ascending by ``event_id``.
+
+    The newest ``count`` found so far are kept; once there are that many, a stream is read
+    back only until its IDs fall below the oldest kept (twice in a row: one low ID may be a
+    damaged digit), so all streams together parse little more than ``count`` lines.
+    """
+    kept: list[tuple[int, int, Read]] = []  # a min-heap of the newest found so far
+    order = itertools.count()
+
+    def floor() -> int:
+        return kept[0][0] if len(kept) >= count else 0
+
     for stream, numbers in streams.items():
-        found = 0
         for number in reversed(numbers):
-            if found >= count or _all_below(seals.seal(stream, number), bounds.min_event_id):
+            seal = seals.seal(stream, number)
+            if _all_below(seal, max(floor(), bounds.min_event_id or 0)):
                 break
             if seals.can_skip(stream, number, bounds):
                 continue
-            for read in read_segment_backwards(stream, number):
-                if admits(read[0]):
-                    candidates.append(read)
-                    found += 1
-                    if found >= count:
-                        break
-    newest = heapq.nlargest(count, candidates, key=lambda read: read[0].event_id)
-    newest.reverse()
-    return newest
+            if _read_back(stream, number, lines_of, parse, bounds, kept, order, count, floor):
+                break
+    return [read for _, _, read in sorted(kept)]
 
 
-def _all_below(seal: Seal | None, min_event_id: int | None) -> bool:
+def _read_back(
+    stream: StreamKey,
+    number: int,
+    lines_of: Callable[[StreamKey, int], Iterator[bytes]],
+    parse: Callable[[StreamKey, int, bytes], Read | None],
+    bounds: ReadBounds,
+    kept: list[tuple[int, int, Read]],
+    order: Iterator[int],
+    count: int,
+    floor: Callable[[], int],
+) -> bool:
+    """Read one segment backwards into ``kept``; True when the stream's older segments
+    cannot hold anything newer than what is kept (or than ``min_event_id``)."""
+    below = 0
+    for line in lines_of(stream, number):
+        event_id = line_event_id(line)
+        if event_id is not None:
+            if event_id < max(floor(), bounds.min_event_id or 0):
+                below += 1
+                if below == 2:
+                    return True
+                continue
+            below = 0
+            if not bounds.holds_id(event_id):
+                continue
+        read = parse(stream, number, line)
+        if read is not None:
+            heapq.heappush(kept, (read[0].event_id, next(order), read))
+            if len(kept) > count:
+                heapq.heappop(kept)
+    return False
+
+
+def _all_below(seal: Seal | None, event_id: int) -> bool:
     """Whether a sealed segment (and so every older one of its stream) lies below an ID."""
-    return (
-        min_event_id is not None
-        and seal is not None
-        and seal.ids is not None
-        and seal.ids[1] < min_event_id
-    )
+    return seal is not None and seal.ids is not None and seal.ids[1] < event_id
