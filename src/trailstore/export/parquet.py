@@ -14,9 +14,11 @@ from trailstore.export.schema import COLUMNS, ColumnKind, Row, event_row
 ROW_GROUP_ROWS = 65_536
 #: ... or once its text reaches about this size, so that large payloads stay bounded too
 ROW_GROUP_TEXT_BYTES = 64 * 1024 * 1024
-#: the columns whose min and max are kept per row group: readers prune by them (JSON's are of
-#: no use)
-_STATISTICS = [column.name for column in COLUMNS if column.kind != "json"]
+#: the rows of a row group are turned into Arrow data in this many slices
+_SLICES = 16
+#: the columns that get dictionary encoding and min/max statistics per row group: JSON text is
+#: mostly unique and its min and max of no use to a reader
+_PLAIN = [column.name for column in COLUMNS if column.kind != "json"]
 
 
 def require_pyarrow() -> None:
@@ -53,33 +55,55 @@ def arrow_schema() -> Any:
     )
 
 
+def _text(row: Row) -> int:
+    return sum(len(value) for value in row if isinstance(value, str))
+
+
 class _RowGroup:
-    """The rows of the row group being filled, column by column."""
+    """The row group being filled. Its rows become Arrow batches a slice at a time, so that
+    few Python objects are held, and the batches are written as one row group when full."""
 
     def __init__(self, writer: Any, schema: Any) -> None:
         self._writer, self._schema = writer, schema
-        self._columns: list[list[Any]] = [[] for _ in COLUMNS]
+        self._rows: list[Row] = []
         self._text = 0
+        self._batches: list[Any] = []
+        self._batched_rows = self._batched_text = 0
 
     def add(self, row: Row) -> None:
-        for values, value in zip(self._columns, row, strict=True):
-            values.append(value)
-        self._text += sum(len(value) for value in row if isinstance(value, str))
-        if len(self._columns[0]) >= ROW_GROUP_ROWS or self._text >= ROW_GROUP_TEXT_BYTES:
+        self._rows.append(row)
+        self._text += _text(row)
+        rows, text = self._batched_rows + len(self._rows), self._batched_text + self._text
+        if rows >= ROW_GROUP_ROWS or text >= ROW_GROUP_TEXT_BYTES:
             self.write()
+        elif (
+            len(self._rows) * _SLICES >= ROW_GROUP_ROWS
+            or self._text * _SLICES >= ROW_GROUP_TEXT_BYTES
+        ):
+            self._batch()
+
+    def _batch(self) -> None:
+        import pyarrow as pa
+
+        typed = zip(zip(*self._rows, strict=True), self._schema, strict=True)
+        arrays = [pa.array(values, type=field.type) for values, field in typed]
+        self._batches.append(pa.RecordBatch.from_arrays(arrays, schema=self._schema))
+        self._batched_rows += len(self._rows)
+        self._batched_text += self._text
+        self._rows.clear()
+        self._text = 0
 
     def write(self) -> None:
         """Write the rows held as one row group (if any), and let them go."""
-        if not self._columns[0]:
-            return
         import pyarrow as pa
 
-        typed = zip(self._columns, self._schema, strict=True)
-        arrays = [pa.array(values, type=field.type) for values, field in typed]
-        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self._schema), ROW_GROUP_ROWS)
-        for values in self._columns:
-            values.clear()
-        self._text = 0
+        if self._rows:
+            self._batch()
+        if self._batches:
+            table = pa.Table.from_batches(self._batches, schema=self._schema)
+            self._writer.write_table(table, ROW_GROUP_ROWS)
+        self._batches.clear()
+        self._batched_rows = self._batched_text = 0
 
 
 def write_parquet(events: Iterable[AuditEvent], sink: CountingSink) -> None:
@@ -87,7 +111,13 @@ def write_parquet(events: Iterable[AuditEvent], sink: CountingSink) -> None:
     import pyarrow.parquet as pq
 
     schema = arrow_schema()
-    with pq.ParquetWriter(sink, schema, compression="zstd", write_statistics=_STATISTICS) as writer:
+    with pq.ParquetWriter(
+        sink,
+        schema,
+        compression="zstd",
+        use_dictionary=_PLAIN,
+        write_statistics=_PLAIN,
+    ) as writer:
         group = _RowGroup(writer, schema)
         for event in events:
             group.add(event_row(event))

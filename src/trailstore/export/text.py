@@ -13,6 +13,10 @@ from trailstore.export.schema import COLUMNS, event_row
 
 #: output is handed to the destination in pieces of about this size: few writes, little held
 _PIECE_BYTES = 1024 * 1024
+#: the positions of the timestamps in a row, spelt in ISO 8601 with a fixed six digits of
+#: microseconds; the ``csv`` module writes the rest (``None`` as an empty field, a float in
+#: its exact shortest form)
+_MOMENTS = [position for position, column in enumerate(COLUMNS) if column.kind == "timestamp"]
 
 
 def write_jsonl(lines: Iterable[bytes], sink: CountingSink) -> None:
@@ -29,13 +33,6 @@ def write_jsonl(lines: Iterable[bytes], sink: CountingSink) -> None:
     sink.write(b"".join(piece))
 
 
-def _csv_text(value: object) -> object:
-    """A timestamp as ISO 8601 with a fixed six digits of microseconds; other values as the
-    ``csv`` module writes them (``None`` as an empty field, a float in its exact shortest
-    form)."""
-    return value.isoformat(timespec="microseconds") if isinstance(value, datetime) else value
-
-
 def write_csv(events: Iterable[AuditEvent], sink: CountingSink) -> None:
     """RFC 4180 CSV (``\\r\\n`` rows, quoted where needed) in UTF-8 without a byte-order
     mark, a header row of the column names first."""
@@ -43,7 +40,12 @@ def write_csv(events: Iterable[AuditEvent], sink: CountingSink) -> None:
     rows = csv.writer(text)
     rows.writerow(column.name for column in COLUMNS)
     for event in events:
-        rows.writerow([_csv_text(value) for value in event_row(event)])
+        row: list[object] = list(event_row(event))
+        for position in _MOMENTS:
+            moment = row[position]
+            if isinstance(moment, datetime):
+                row[position] = moment.isoformat(timespec="microseconds")
+        rows.writerow(row)
         if text.tell() >= _PIECE_BYTES:
             sink.write(text.getvalue().encode())
             text.seek(0)
