@@ -21,9 +21,8 @@ from trailstore import (
     AuditTrailReader,
     AuditTrailWriter,
     StreamKey,
-    cli,
 )
-from trailstore.cli import main
+from trailstore.cli import main, reading
 from trailstore.demo import WORKLOAD_STREAMS, Workload
 from trailstore.testing import sample_event
 
@@ -247,6 +246,50 @@ def test_version_is_the_installed_distribution_version(
     assert code == 0
     assert out == f"trailstore {version('trailstore')}\n"
     assert trailstore.__version__ == version("trailstore")
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ("trailstore qu", ["plain,query"]),
+        ("trailstore query --do", ["plain,--domain"]),
+        ("trailstore append --operation ", ["plain,create", "plain,update", "plain,delete"]),
+    ],
+)
+def test_shell_completion_completes_commands_flags_and_choices(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    words: str,
+    expected: list[str],
+) -> None:
+    monkeypatch.setenv("_TRAILSTORE_COMPLETE", "bash_complete")
+    monkeypatch.setenv("COMP_WORDS", words)
+    monkeypatch.setenv("COMP_CWORD", str(len(words.split(" ")) - 1))
+
+    code, out, _ = run(capsys)
+
+    assert (code, out.splitlines()) == (0, expected)
+
+
+def test_the_completion_the_help_describes_installs_in_bash(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, out, _ = run(capsys, "--help")
+    [line] = [line for line in out.splitlines() if "bash_source" in line]
+    enable = line.partition("#")[0].strip()
+    assert enable == 'eval "$(_TRAILSTORE_COMPLETE=bash_source trailstore)"'
+    script = Path(sys.executable).with_name("trailstore")
+    environment = {**os.environ, "PATH": f"{script.parent}{os.pathsep}{os.environ['PATH']}"}
+
+    shown = subprocess.run(
+        ["bash", "-c", f"{enable} && complete -p trailstore"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert shown.stdout == "complete -o nosort -F _trailstore_completion trailstore\n"
 
 
 # -- replay ------------------------------------------------------------------------------------
@@ -654,7 +697,7 @@ def test_storage_options_from_both_positions_reach_the_backend(
             seen.append(storage_options)
             super().__init__(root_path=root_path, storage_options=storage_options, **rest)
 
-    monkeypatch.setattr(cli, "AuditTrailReader", RecordingReader)
+    monkeypatch.setattr(reading, "AuditTrailReader", RecordingReader)
 
     before = ["--root", str(trail), "--storage-option", "anon=true"]
     after = ["--storage-option", "endpoint_url=http://127.0.0.1:9000", "--storage-option", "n=3"]
