@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import logging
 import multiprocessing
@@ -14,9 +13,11 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import click
 
 from benchmarks.cases import local_cases, s3_cases
 from benchmarks.evidence import verify_speed
@@ -35,7 +36,7 @@ from benchmarks.report import (
 from benchmarks.runner import Result, RunSettings, measure
 from benchmarks.scans import LongRun, scan, writer_peak_rss_mb
 from benchmarks.workload import WorkloadSpec
-from trailstore.cli import ProgressBar
+from trailstore.progress import ProgressBar
 
 DESCRIPTION = """\
 Run one realistic CRUD workload (payloads of about 200-2000 bytes over four streams) through
@@ -49,34 +50,28 @@ run against a moto server on 127.0.0.1 when the trailstore-s3 plugin is installe
 """
 
 
-def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  python -m benchmarks\n  python -m benchmarks --quick --out /tmp/bench",
-    )
-    parser.add_argument("--events", type=int, default=10_000, help="events per writer case")
-    parser.add_argument("--threads", type=int, default=8, help="threads of the concurrent rows")
-    parser.add_argument("--processes", type=int, default=1, help="add a multi-process row (>1)")
-    parser.add_argument("--segment-bytes", type=int, default=5 * 1024 * 1024, help="rotation size")
-    parser.add_argument("--s3-events", type=int, default=2_000, help="events per S3 case")
-    parser.add_argument("--memory-events", type=int, default=1_000_000, help="long-run events")
-    parser.add_argument("--no-s3", action="store_true", help="skip the S3 cases")
-    parser.add_argument(
-        "--only", action="append", metavar="TEXT", help="run only writers whose name contains TEXT"
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="runs per writer; the median is reported"
-    )
-    parser.add_argument("--quick", action="store_true", help="small counts, one round: a smoke run")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="output dir")
-    parser.add_argument("--workdir", type=Path, help="where trails are written (default: temp)")
-    arguments = parser.parse_args(argv)
-    if arguments.quick:
-        arguments.events, arguments.s3_events, arguments.memory_events = 1_000, 300, 20_000
-        arguments.rounds = 1
-    return arguments
+@dataclass(frozen=True)
+class Arguments:
+    """The harness's settings, as given on the command line (recorded with the results)."""
+
+    events: int
+    threads: int
+    processes: int
+    segment_bytes: int
+    s3_events: int
+    memory_events: int
+    no_s3: bool
+    only: tuple[str, ...]
+    rounds: int
+    quick: bool
+    out: Path
+    workdir: Path | None
+
+    def scaled(self) -> Arguments:
+        """These settings, with ``--quick``'s small counts and one round when it is given."""
+        if not self.quick:
+            return self
+        return replace(self, events=1_000, s3_events=300, memory_events=20_000, rounds=1)
 
 
 def _free_port() -> int:
@@ -122,17 +117,16 @@ def _run_cases(settings: RunSettings, names: list[str], rounds: int) -> dict[str
     """Run every case ``rounds`` times, round after round (so drift of the machine hits every
     case alike), each run in a fresh process; keep each case's median run by events/s."""
     runs: dict[str, list[Result]] = {name: [] for name in names}
-    bar = ProgressBar(len(names) * rounds, "writers", enabled=sys.stderr.isatty())
-    for attempt in range(rounds):
-        for name in names:
-            print(f"  round {attempt + 1}/{rounds}: {name}", file=sys.stderr, flush=True)
-            try:
-                runs[name].append(_in_child(measure, name, settings, attempt))
-            except Exception as exc:  # a failing contestant is reported, not fatal
-                error = f"{type(exc).__name__}: {exc}"
-                runs[name].append(Result(name, 0, 0, 0, 0, 0, 0, 0, 0, error))
-            bar.advance()
-    bar.close()
+    with ProgressBar(len(names) * rounds, "writers", enabled=sys.stderr.isatty()) as bar:
+        for attempt in range(rounds):
+            for name in names:
+                print(f"  round {attempt + 1}/{rounds}: {name}", file=sys.stderr, flush=True)
+                try:
+                    runs[name].append(_in_child(measure, name, settings, attempt))
+                except Exception as exc:  # a failing contestant is reported, not fatal
+                    error = f"{type(exc).__name__}: {exc}"
+                    runs[name].append(Result(name, 0, 0, 0, 0, 0, 0, 0, 0, error))
+                bar.advance()
     return {name: _median(results) for name, results in runs.items()}
 
 
@@ -164,9 +158,40 @@ def _long_run(spec: WorkloadSpec, workdir: Path, events: int, context: dict[str,
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the harness; exit 0 when it completed (targets are reported, not enforced)."""
-    arguments = _arguments(argv)
+@click.command(
+    help=DESCRIPTION,
+    # \b keeps click from rewrapping the examples
+    epilog="\b\nexamples:\n  python -m benchmarks\n  python -m benchmarks --quick --out /tmp/bench",
+)
+@click.option("--events", default=10_000, show_default=True, help="events per writer case")
+@click.option("--threads", default=8, show_default=True, help="threads of the concurrent rows")
+@click.option("--processes", default=1, show_default=True, help="add a multi-process row (>1)")
+@click.option("--segment-bytes", default=5 * 1024 * 1024, show_default=True, help="rotation size")
+@click.option("--s3-events", default=2_000, show_default=True, help="events per S3 case")
+@click.option("--memory-events", default=1_000_000, show_default=True, help="long-run events")
+@click.option("--no-s3", is_flag=True, help="skip the S3 cases")
+@click.option(
+    "--only", multiple=True, metavar="TEXT", help="run only writers whose name contains TEXT"
+)
+@click.option(
+    "--rounds", default=3, show_default=True, help="runs per writer; the median is reported"
+)
+@click.option("--quick", is_flag=True, help="small counts, one round: a smoke run")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("benchmarks/results"),
+    show_default=True,
+    help="output dir",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="where trails are written (default: temp)",
+)
+def main(**options: Any) -> None:
+    """Run the harness (targets are reported, not enforced)."""
+    arguments = Arguments(**options).scaled()
     spec = WorkloadSpec(events=arguments.events, segment_bytes=arguments.segment_bytes)
     use_s3 = not arguments.no_s3 and importlib.util.find_spec("trailstore_s3") is not None
     started = time.perf_counter()
@@ -198,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         [markdown_table(HEADER, rows), markdown_table(TARGET_HEADER, goal_rows), summary]
     )
     payload = {
-        "settings": {key: str(value) for key, value in vars(arguments).items()},
+        "settings": {key: str(value) for key, value in asdict(arguments).items()},
         "results": [asdict(result) for result in results.values()],
         "long_run": asdict(long_run) if long_run else None,
         "targets": [dict(zip(TARGET_HEADER, row, strict=True)) for row in goal_rows],
@@ -211,7 +236,6 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(summary)
     print(f"\nwrote {', '.join(map(str, written))} in {time.perf_counter() - started:.0f} s")
-    return 0
 
 
 @contextmanager
@@ -220,4 +244,4 @@ def _no_server() -> Iterator[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
