@@ -91,6 +91,8 @@ _T = TypeVar("_T")
 
 
 class ExportFormat(StrEnum):
+    """The formats an export writes: the flat schema as CSV or Parquet, or the stored lines."""
+
     CSV = "csv"
     PARQUET = "parquet"
     JSONL = "jsonl"
