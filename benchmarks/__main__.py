@@ -21,6 +21,7 @@ import click
 
 from benchmarks.cases import local_cases, s3_cases
 from benchmarks.evidence import verify_speed
+from benchmarks.export import export_figures
 from benchmarks.follow import follow_latency
 from benchmarks.lifecycle import lifecycle_figures
 from benchmarks.report import (
@@ -42,11 +43,12 @@ DESCRIPTION = """\
 Run one realistic CRUD workload (payloads of about 200-2000 bytes over four streams) through
 trailstore in every durability mode and through the writers people use instead, each case in a
 fresh process, and report events/s, MB/s, p50/p99 append latency and peak RSS, each as a ratio
-to the naive per-event writer measured in the same run. Also measures writer memory growth over
-a long run, reader speed (full scan; the newest 1,000 events by ID, by time and by tail();
-follow latency from a writer process), verification speed and the lifecycle (compression per codec,
-reading from a zstd archive, archiving to S3 against a plain s3fs copy) over its trail. S3 cases
-run against a moto server on 127.0.0.1 when the trailstore-s3 plugin is installed.
+to the naive per-event writer measured in the same run. Also measures, over a long run's trail:
+writer memory growth; reader speed (full scan; the newest 1,000 events by ID, by time and by
+tail()); follow latency from a writer process; export to CSV and Parquet; verification speed;
+and the lifecycle (compression per codec, reading from a zstd archive, archiving to S3 against
+a plain s3fs copy). S3 cases run against a moto server on 127.0.0.1 when the trailstore-s3
+plugin is installed.
 """
 
 
@@ -155,6 +157,7 @@ def _long_run(spec: WorkloadSpec, workdir: Path, events: int, context: dict[str,
         _in_child(verify_speed, spec, workdir / "memory-large"),
         _in_child(lifecycle_figures, workdir, context, max(events // 5, 5000)),
         _in_child(follow_latency, spec, workdir / "follow", max(events // 500, 500)),
+        _in_child(export_figures, workdir / "memory-large"),
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.evidence import VerifyResult
+from benchmarks.export import ExportBenchmark
 from benchmarks.follow import FollowResult
 from benchmarks.lifecycle import LifecycleResult
 from benchmarks.memory import peak_mb, reset_peak
@@ -46,6 +47,7 @@ class LongRun:
     verify: VerifyResult
     lifecycle: LifecycleResult
     follow: FollowResult
+    export: ExportBenchmark
 
     @property
     def growth_mb(self) -> float:
@@ -61,6 +63,7 @@ class LongRun:
             f"the newest 1,000 by min_event_id in {self.scan.tail_query_seconds * 1000:.1f} ms, "
             f"by min_timestamp in {self.scan.time_query_seconds * 1000:.1f} ms, "
             f"by tail() in {self.scan.last_seconds * 1000:.1f} ms; {self.follow.describe()}; "
+            f"{self.export.describe()}; "
             f"{self.verify.describe()}; {self.lifecycle.describe()}"
         )
 
