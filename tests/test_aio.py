@@ -32,9 +32,10 @@ from trailstore import (
     InvalidEventError,
     InvalidNameError,
     StorageError,
+    TrailNotFoundError,
     WriterClosedError,
 )
-from trailstore.aio import AsyncAuditTrailWriter
+from trailstore.aio import AsyncAuditTrailReader, AsyncAuditTrailWriter
 from trailstore.testing import sample_event
 
 SLOW_SYNC = 0.05
@@ -416,23 +417,27 @@ def _assert_found(root: Path, printed: dict[int, str]) -> None:
     assert not missing, f"acknowledged events lost or changed: {missing}"
 
 
-def test_every_event_a_sigkilled_async_writer_acknowledged_is_in_the_trail(
+def _kill_rounds(root: Path, rounds: int, most_lines: int) -> None:
+    """Kill async writers one after another on ``root``, each once it printed a random number
+    of events; every printed event must stay in the trail, and no ID be printed twice."""
+    rng = random.Random(rounds)
+    printed: dict[int, str] = {}
+    for _ in range(rounds):
+        killed = _kill_after_lines(root, rng.randint(1, most_lines))
+        assert not killed.keys() & printed.keys(), "an acknowledged ID was given out again"
+        printed.update(killed)
+        _assert_found(root, printed)
+
+
+def test_every_event_sigkilled_async_writers_acknowledged_is_in_the_trail(
     tmp_path: Path,
 ) -> None:
-    printed = _kill_after_lines(tmp_path, 200)
-    assert len(printed) >= 200
-    _assert_found(tmp_path, printed)
+    _kill_rounds(tmp_path, rounds=2, most_lines=300)
 
 
 @pytest.mark.slow
-def test_async_writers_sigkilled_at_random_moments_lose_nothing(tmp_path: Path) -> None:
-    rng = random.Random(7)
-    printed: dict[int, str] = {}
-    for _ in range(10):
-        killed = _kill_after_lines(tmp_path, rng.randint(1, 2000))
-        assert not killed.keys() & printed.keys(), "an acknowledged ID was given out again"
-        printed.update(killed)
-        _assert_found(tmp_path, printed)
+def test_async_writers_sigkilled_at_random_moments_lose_nothing_long(tmp_path: Path) -> None:
+    _kill_rounds(tmp_path, rounds=30, most_lines=2000)
 
 
 # -- (5) cancellation ---------------------------------------------------------------------------
@@ -565,3 +570,111 @@ def test_a_writer_belongs_to_the_loop_that_opened_it(tmp_path: Path) -> None:
         await writer.aclose()
 
     run(elsewhere)
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def _write_two_streams(root: Path, count: int, segment_bytes: int = 4096) -> None:
+    with AuditTrailWriter(root_path=root, max_file_size_bytes=segment_bytes) as writer:
+        writer.append_events(
+            [sample_event(n, category=("a", "b")[n % 3 == 0]) for n in range(count)]
+        )
+
+
+def test_reader_settings_are_the_synchronous_readers_and_chunk_size() -> None:
+    synchronous = dict(inspect.signature(AuditTrailReader).parameters)
+    asynchronous = dict(inspect.signature(AsyncAuditTrailReader).parameters)
+    assert asynchronous.pop("chunk_size").default == 500
+    assert asynchronous == synchronous
+
+
+@pytest.mark.parametrize("chunk_size", [0, 2.5, False])
+def test_chunk_size_must_be_a_positive_int(chunk_size: Any) -> None:
+    with pytest.raises(ConfigurationError, match="chunk_size"):
+        AsyncAuditTrailReader(root_path="memory://aio-chunks", chunk_size=chunk_size)
+
+
+def test_async_reads_give_what_the_synchronous_reader_gives(tmp_path: Path) -> None:
+    _write_two_streams(tmp_path, 1234)
+    synchronous = AuditTrailReader(root_path=tmp_path)
+    reader = AsyncAuditTrailReader(root_path=tmp_path, chunk_size=100)
+
+    async def main() -> None:
+        everything = [event async for event in reader.iter_events()]
+        assert everything == list(synchronous.iter_events())
+        assert len(everything) == 1234
+        some = [event async for event in reader.iter_events(categories="b", min_event_id=100)]
+        assert some == list(synchronous.iter_events(categories="b", min_event_id=100))
+        lines = [line async for line in reader.iter_lines(max_event_id=250)]
+        assert lines == list(synchronous.iter_lines(max_event_id=250))
+        assert await reader.tail(5, categories="a") == synchronous.tail(5, categories="a")
+        assert await reader.tail_lines(3) == synchronous.tail_lines(3)
+        assert sorted(await reader.streams()) == sorted(synchronous.streams())
+
+    run(main)
+    assert reader.report.clean
+    assert reader.report == synchronous.report
+
+
+def test_reading_leaves_the_event_loop_running_while_storage_is_slow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every segment takes 50 ms to open: reading twelve of them keeps the loop's heartbeat
+    on time, where the synchronous reader on the loop stalls it."""
+    _write_two_streams(tmp_path, 120, segment_bytes=2500)
+    real_open = os.open
+    opened_in: set[int] = set()
+
+    def slow_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith(".jsonl") and not flags & (os.O_WRONLY | os.O_RDWR):
+            opened_in.add(threading.get_ident())
+            time.sleep(SLOW_SYNC)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", slow_open)
+
+    async def main() -> tuple[Heartbeat, Heartbeat, int, int]:
+        heartbeat = Heartbeat()
+        heartbeat.start()
+        reader = AsyncAuditTrailReader(root_path=tmp_path, chunk_size=50)
+        count = len([event async for event in reader.iter_events()])
+        await heartbeat.stop()
+        assert threading.get_ident() not in opened_in
+        control = Heartbeat()
+        control.start()
+        await asyncio.sleep(0.01)
+        list(AuditTrailReader(root_path=tmp_path).iter_events(max_event_id=1))  # never do this
+        await control.stop()
+        return heartbeat, control, count, len(opened_in)
+
+    heartbeat, control, count, _ = run(main)
+    print(
+        f"\nloop lateness reading segments that take {SLOW_SYNC * 1000:.0f} ms to open: max "
+        f"{heartbeat.worst * 1000:.1f} ms; synchronous reader on the loop: "
+        f"{control.worst * 1000:.1f} ms"
+    )
+    assert count == 120
+    assert heartbeat.worst < SLOW_SYNC / 2
+    assert control.worst >= SLOW_SYNC
+
+
+def test_a_missing_trail_raises_at_the_first_read_and_stopping_early_is_clean(
+    tmp_path: Path,
+) -> None:
+    _write_two_streams(tmp_path, 50)
+    missing = AsyncAuditTrailReader(root_path=tmp_path / "nothing")  # constructing reads nothing
+
+    async def main() -> list[int]:
+        with pytest.raises(TrailNotFoundError):
+            async for _ in missing.iter_events():
+                pass
+        reader = AsyncAuditTrailReader(root_path=tmp_path, chunk_size=10)
+        first = []
+        async for event in reader.iter_events():
+            first.append(event.event_id)
+            if len(first) == 3:
+                break
+        return first
+
+    assert run(main) == [1, 2, 3]

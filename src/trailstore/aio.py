@@ -1,11 +1,14 @@
-"""``AsyncAuditTrailWriter``: the writer for asyncio code; the event loop never waits on storage.
+"""The writer and reader for asyncio code; the event loop never waits on storage.
 
-An event is validated on the loop, so an invalid one raises at once and spends no ID. All that
-touches storage (opening the trail, committing, fsync, waiting for the trail's lock, flushing,
-closing) runs in worker threads the writer owns. Appends queued while a commit runs are handed
-to the synchronous writer as one submission by the next free worker, and submissions of
-concurrent workers share a commit through its group commit: one fsync covers every append
-waiting at that moment, however many coroutines are waiting and however few the workers.
+``AsyncAuditTrailWriter`` validates an event on the loop, so an invalid one raises at once and
+spends no ID. All that touches storage (opening the trail, committing, fsync, waiting for the
+trail's lock, flushing, closing) runs in worker threads the writer owns. Appends queued while a
+commit runs are handed to the synchronous writer as one submission by the next free worker,
+and submissions of concurrent workers share a commit through its group commit: one fsync covers
+every append waiting at that moment, however many coroutines wait and however few the workers.
+
+``AsyncAuditTrailReader`` runs the synchronous reader in worker threads, a chunk of events at
+a time; its methods are derived from the reader's, so they take exactly the same filters.
 """
 
 from __future__ import annotations
@@ -13,19 +16,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, Concatenate, NamedTuple, ParamSpec, Self, TypeVar
 
 from trailstore.backend import Durability, DurabilityName
 from trailstore.commit import PreparedEvent
 from trailstore.errors import ConfigurationError, InvalidEventError, WriterClosedError
 from trailstore.events import AuditEvent, AuditOperation, AuditPayload, OperationName
 from trailstore.evidence.keys import SigningKey
+from trailstore.reader import AuditTrailReader, ReadReport
 from trailstore.writer import (
     DEFAULT_CHECKPOINT_EVERY,
     DEFAULT_CHECKPOINT_INTERVAL,
@@ -36,8 +41,9 @@ from trailstore.writer import (
     _prepare,
 )
 
-#: worker threads per writer: one submission takes every queued append, so more workers add
-#: little (measured: 1, 4 and 16 workers commit within 10% of each other from 8 to 512 tasks)
+#: worker threads per writer. A worker's submission takes every append queued meanwhile, so
+#: more workers add little: 64 tasks on a 5 ms disk appended 7.2k, 8.7k and 8.3k events/s with
+#: 1, 4 and 16 workers
 DEFAULT_MAX_WORKERS = 4
 
 
@@ -277,3 +283,107 @@ def _settle(batch: list[_Request], error: BaseException | None) -> None:
                 request.done.set_result(None)
             else:
                 request.done.set_exception(error)
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: events (or lines) read per trip to a worker thread: ~3 ms of parsing, so the loop gets
+#: them in a few large handoffs rather than one per event
+DEFAULT_CHUNK_SIZE = 500
+
+
+def _read_in_chunks(
+    method: Callable[Concatenate[AuditTrailReader, P], Iterator[T]],
+) -> Callable[Concatenate[AsyncAuditTrailReader, P], AsyncIterator[T]]:
+    """``method`` of the synchronous reader as an async iterator: the reader's iterator runs
+    in worker threads, ``chunk_size`` items per trip."""
+
+    @functools.wraps(method)
+    async def read(
+        self: AsyncAuditTrailReader, /, *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncIterator[T]:
+        def start() -> Iterator[T]:
+            return method(self._open_in_thread(), *args, **kwargs)
+
+        items = await asyncio.to_thread(start)
+        while chunk := await asyncio.to_thread(_take, items, self.chunk_size):
+            for item in chunk:
+                yield item
+
+    return read
+
+
+def _read_at_once(
+    method: Callable[Concatenate[AuditTrailReader, P], T],
+) -> Callable[Concatenate[AsyncAuditTrailReader, P], Coroutine[Any, Any, T]]:
+    """``method`` of the synchronous reader as a coroutine that runs it in a worker thread."""
+
+    @functools.wraps(method)
+    async def call(self: AsyncAuditTrailReader, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        def run() -> T:
+            return method(self._open_in_thread(), *args, **kwargs)
+
+        return await asyncio.to_thread(run)
+
+    return call
+
+
+def _take(items: Iterator[T], count: int) -> list[T]:
+    return list(itertools.islice(items, count))
+
+
+class AsyncAuditTrailReader:
+    """``AuditTrailReader`` for asyncio: the same settings, filters, events and damage report,
+    read in the event loop's default executor (``asyncio.to_thread``), ``chunk_size`` events
+    per trip, so the loop never waits on storage or parsing.
+
+    Constructing one touches nothing: the first read opens the trail, in a thread (a missing
+    trail raises ``TrailNotFoundError`` there). A reader holds nothing to close. Stopping an
+    iteration early, or cancelling it, only stops the reading (at most one chunk is read for
+    nobody).
+    """
+
+    def __init__(
+        self,
+        *,
+        root_path: str | os.PathLike[str],
+        storage_options: Mapping[str, Any] | None = None,
+        allow_empty: bool = False,
+        archive: str | None = None,
+        archive_options: Mapping[str, Any] | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ConfigurationError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        self.root_path = root_path
+        self.chunk_size = chunk_size
+        self._make_reader = functools.partial(
+            AuditTrailReader,
+            root_path=root_path,
+            storage_options=storage_options,
+            allow_empty=allow_empty,
+            archive=archive,
+            archive_options=archive_options,
+        )
+        self._opening = threading.Lock()
+        self._reader: AuditTrailReader | None = None
+
+    def _open_in_thread(self) -> AuditTrailReader:
+        with self._opening:  # concurrent first reads open the trail once
+            if self._reader is None:
+                self._reader = self._make_reader()
+            return self._reader
+
+    @property
+    def report(self) -> ReadReport:
+        """Damage met by the reads so far."""
+        return ReadReport() if self._reader is None else self._reader.report
+
+    streams = _read_at_once(AuditTrailReader.streams)
+    iter_events = _read_in_chunks(AuditTrailReader.iter_events)
+    iter_lines = _read_in_chunks(AuditTrailReader.iter_lines)
+    tail = _read_at_once(AuditTrailReader.tail)
+    tail_lines = _read_at_once(AuditTrailReader.tail_lines)
