@@ -29,14 +29,15 @@ class _Rate(ProgressColumn):
 
 
 class ProgressBar:
-    """Counts ``total`` items under ``label`` on stderr, drawn only when ``enabled``.
+    """Counts ``total`` items (``None``: not known ahead) under ``label`` on stderr, drawn
+    only when ``enabled``.
 
     Use it as a context manager and call ``advance`` per item (it fits the ``advance``
     callbacks the library takes). On a terminal the bar redraws in place; anywhere else it
     writes its final state once, when the ``with`` block ends, so that a log gets one line.
     """
 
-    def __init__(self, total: int, label: str, *, enabled: bool) -> None:
+    def __init__(self, total: int | None, label: str, *, enabled: bool) -> None:
         self._progress = Progress(
             TextColumn("{task.description}", markup=False),
             BarColumn(),

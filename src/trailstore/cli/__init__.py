@@ -17,7 +17,15 @@ import click
 from click.shell_completion import shell_complete
 
 # importing a module of commands adds its commands to the group
-from trailstore.cli import demo, evidence, lifecycle, reading, writing  # noqa: F401
+from trailstore.cli import (  # noqa: F401
+    demo,
+    evidence,
+    export,
+    history,
+    lifecycle,
+    reading,
+    writing,
+)
 from trailstore.cli.group import COMPLETE_VARIABLE, trailstore
 from trailstore.cli.output import (
     PROGRAM,

@@ -4,6 +4,7 @@ JSON are read. A bad value is refused by click as a usage error naming the flag 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -19,6 +20,7 @@ import click
 
 from trailstore.backend import Durability
 from trailstore.cli.output import UsageError
+from trailstore.names import validate_name
 
 ROOT_ENVIRONMENT_VARIABLE = "TRAILSTORE_ROOT"
 #: where ``demo`` writes when no root is given (it ignores $TRAILSTORE_ROOT)
@@ -126,6 +128,17 @@ def parse_size(text: str) -> int:
     return int(value * factor)
 
 
+def parse_seconds(text: str) -> float:
+    """A positive number of seconds."""
+    try:
+        value = _finite_float(text)
+    except ValueError:
+        raise ValueError(f"expected seconds, got {text!r}") from None
+    if not value > 0:
+        raise ValueError(f"expected seconds > 0, got {text!r}")
+    return value
+
+
 def count_parser(minimum: int) -> Callable[[str], int]:
     """A parser of whole numbers >= ``minimum``."""
 
@@ -183,6 +196,7 @@ KEY_VALUE = Parsed("key=value", parse_key_value)
 TIMESTAMP = Parsed("time", parse_timestamp)
 DURATION = Parsed("duration", parse_duration)
 SIZE = Parsed("size", parse_size)
+SECONDS = Parsed("seconds", parse_seconds)
 NATURAL = Parsed("natural", count_parser(0))
 POSITIVE = Parsed("positive", count_parser(1))
 DURABILITY = Choice([mode.value for mode in Durability])
@@ -252,6 +266,52 @@ def trail_options(function: F) -> F:
         "else taken as a string (repeatable)",
     )
     return root(storage(function))
+
+
+_FILTER_KEYWORDS = ("domain", "category", "model_name", "min_id", "max_id", "since", "until")
+
+
+def event_filters(function: F) -> F:
+    """The filters of ``query`` (``--domain`` ... ``--until``), handed to ``function`` as one
+    ``filters`` keyword: the keywords of ``AuditTrailReader.iter_events``, names checked."""
+
+    @functools.wraps(function)
+    def run(*args: Any, **options: Any) -> Any:
+        given = {name: options.pop(name) for name in _FILTER_KEYWORDS}
+        filters = {
+            "domains": [validate_name("domain", name) for name in given["domain"]] or None,
+            "categories": [validate_name("category", name) for name in given["category"]] or None,
+            "model_names": list(given["model_name"]) or None,
+            "min_event_id": given["min_id"],
+            "max_event_id": given["max_id"],
+            "min_timestamp": given["since"],
+            "max_timestamp": given["until"],
+        }
+        return function(*args, filters=filters, **options)
+
+    for option in reversed(
+        (
+            click.option("--domain", multiple=True, help="only this domain (repeatable)"),
+            click.option("--category", multiple=True, help="only this category (repeatable)"),
+            click.option("--model-name", multiple=True, help="only this model (repeatable)"),
+            click.option("--min-id", type=NATURAL, metavar="ID", help="smallest event_id"),
+            click.option("--max-id", type=NATURAL, metavar="ID", help="largest event_id"),
+            click.option(
+                "--since",
+                type=TIMESTAMP,
+                metavar="TIME",
+                help="earliest timestamp: Unix s or ISO-8601",
+            ),
+            click.option(
+                "--until",
+                type=TIMESTAMP,
+                metavar="TIME",
+                help="latest timestamp: Unix s or ISO-8601",
+            ),
+        )
+    ):
+        run = option(run)
+    return cast(F, run)
 
 
 READ_ARCHIVE = (

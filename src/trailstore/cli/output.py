@@ -50,13 +50,16 @@ def write(text: str) -> None:
         raise StdoutClosed from exc
 
 
-def write_lines(lines: Iterable[bytes]) -> None:
-    """Write stored lines to stdout as the bytes they are (no re-encoding)."""
+def write_lines(lines: Iterable[bytes], *, live: bool = False) -> None:
+    """Write stored lines to stdout as the bytes they are (no re-encoding); ``live`` sends
+    each on at once (a follow), not when the buffer fills."""
     try:
         sys.stdout.flush()
         out = sys.stdout.buffer
         for line in lines:
             out.write(line)
+            if live:
+                out.flush()
         out.flush()
     except BrokenPipeError as exc:
         raise StdoutClosed from exc

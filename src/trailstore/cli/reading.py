@@ -5,16 +5,25 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from trailstore.backend import StreamKey
 from trailstore.cli.group import command
-from trailstore.cli.options import NATURAL, READ_ARCHIVE, TIMESTAMP, Trail, archive_options
+from trailstore.cli.options import (
+    NATURAL,
+    READ_ARCHIVE,
+    SECONDS,
+    TIMESTAMP,
+    Trail,
+    archive_options,
+    event_filters,
+)
 from trailstore.cli.output import (
     ExitCode,
+    UsageError,
     human_bytes,
     report_damage,
     write,
@@ -22,6 +31,7 @@ from trailstore.cli.output import (
     write_table,
 )
 from trailstore.errors import AuditTrailError
+from trailstore.lines import line_event_id
 from trailstore.names import validate_name
 from trailstore.reader import AuditTrailReader
 from trailstore.replay import AuditReplayer
@@ -41,10 +51,6 @@ def open_reader(
     )
 
 
-def _names(kind: str, values: Sequence[str]) -> list[str] | None:
-    return [validate_name(kind, value) for value in values] or None
-
-
 @command(
     "query",
     summary="print matching events as JSON lines",
@@ -53,51 +59,86 @@ def _names(kind: str, values: Sequence[str]) -> list[str] | None:
     "stderr.",
     examples="  trailstore query --domain shop --category orders --limit 10\n"
     "  trailstore query --model-name Invoice --since 2026-11-01 --until 2026-12-01T00:00Z\n"
-    "  trailstore query --min-id 1000 --max-id 1999 | jq -c 'select(.operation==\"delete\")'",
+    "  trailstore query --min-id 1000 --max-id 1999 | jq -c 'select(.operation==\"delete\")'\n"
+    "  trailstore query --last 20 --domain shop\n"
+    "  trailstore query --last 5 --follow | jq -c '{event_id, operation, model_name}'",
 )
-@click.option("--domain", multiple=True, help="only this domain (repeatable)")
-@click.option("--category", multiple=True, help="only this category (repeatable)")
-@click.option("--model-name", multiple=True, help="only this model (repeatable)")
-@click.option("--min-id", type=NATURAL, metavar="ID", help="smallest event_id")
-@click.option("--max-id", type=NATURAL, metavar="ID", help="largest event_id")
-@click.option(
-    "--since", type=TIMESTAMP, metavar="TIME", help="earliest timestamp: Unix s or ISO-8601"
-)
-@click.option(
-    "--until", type=TIMESTAMP, metavar="TIME", help="latest timestamp: Unix s or ISO-8601"
-)
+@event_filters
 @click.option("--limit", type=NATURAL, metavar="N", help="stop after N events")
+@click.option(
+    "--last",
+    type=NATURAL,
+    metavar="N",
+    help="only the newest N matching events (read from the end)",
+)
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="then keep printing new events as writers append them, until Ctrl-C",
+)
+@click.option(
+    "--poll-interval",
+    type=SECONDS,
+    metavar="S",
+    help="with --follow: seconds between looks for new events "
+    "(default: 0.1 on a local disk, 2 on object stores)",
+)
 @archive_options(READ_ARCHIVE)
 def query(
     trail: Trail,
     *,
-    domain: tuple[str, ...],
-    category: tuple[str, ...],
-    model_name: tuple[str, ...],
-    min_id: int | None,
-    max_id: int | None,
-    since: float | None,
-    until: float | None,
+    filters: dict[str, Any],
     limit: int | None,
+    last: int | None,
+    follow: bool,
+    poll_interval: float | None,
     archive: str | None,
     archive_option: dict[str, Any],
 ) -> int:
-    domains, categories = _names("domain", domain), _names("category", category)
+    if last is not None and limit is not None:
+        raise UsageError("--last and --limit do not go together: --last N prints the newest N")
+    if poll_interval is not None and not follow:
+        raise UsageError("--poll-interval is for --follow")
     reader = open_reader(trail, archive, archive_option)
-    lines: Iterator[bytes] = reader.iter_lines(
-        domains=domains,
-        categories=categories,
-        model_names=model_name or None,
-        min_event_id=min_id,
-        max_event_id=max_id,
-        min_timestamp=since,
-        max_timestamp=until,
-    )
+    lines: Iterator[bytes]
+    if follow and last is None:  # from the first matching event on
+        after = (filters["min_event_id"] or 1) - 1
+        lines = reader.follow_lines(**filters, after_event_id=after, poll_interval=poll_interval)
+    elif follow:
+        lines = following(reader, reader.tail_lines(last or 0, **filters), filters, poll_interval)
+    elif last is not None:
+        lines = iter(reader.tail_lines(last, **filters))
+    else:
+        lines = reader.iter_lines(**filters)
     if limit is not None:
         lines = itertools.islice(lines, limit)
-    write_lines(lines)
+    try:
+        write_lines(lines, live=follow)
+    except KeyboardInterrupt:
+        if not follow:
+            raise
+        report_damage(reader.report)
+        return ExitCode.INTERRUPTED  # how a follow ends, so said by the exit code alone
     report_damage(reader.report)
     return ExitCode.OK
+
+
+def following(
+    reader: AuditTrailReader,
+    printed: list[bytes],
+    filters: dict[str, Any],
+    poll_interval: float | None,
+) -> Iterator[bytes]:
+    """``printed`` (the newest matching lines, from ``--last``), then every matching line after
+    the first of them as writers append it: none of ``printed`` is repeated, and one a writer
+    was still writing when they were read is not missed. (None printed: from now on.)"""
+    yield from printed
+    ids = {event_id for line in printed if (event_id := line_event_id(line)) is not None}
+    after = min(ids) - 1 if ids else None
+    lines = reader.follow_lines(**filters, after_event_id=after, poll_interval=poll_interval)
+    for line in lines:
+        if line_event_id(line) not in ids:
+            yield line
 
 
 @command(
@@ -110,12 +151,20 @@ def query(
     "  trailstore replay --domain billing --category invoices --model-name Invoice "
     "--max-id 500\n"
     "  trailstore replay --domain hr --category employees --key-field id "
-    "| jq '.state.Employee | length'",
+    "| jq '.state.Employee | length'\n"
+    "  trailstore replay --domain shop --category orders --key-field id "
+    "--at 2026-11-01T00:00Z",
 )
 @click.option("--domain", required=True, help="domain of the stream")
 @click.option("--category", required=True, help="category of the stream")
 @click.option("--model-name", multiple=True, help="only this model (repeatable)")
 @click.option("--max-id", type=NATURAL, metavar="ID", help="replay up to this event_id")
+@click.option(
+    "--at",
+    type=TIMESTAMP,
+    metavar="TIME",
+    help="the state at this moment (Unix s or ISO-8601): every event stamped at or before it",
+)
 @click.option(
     "--key-field",
     help="tell records apart by this payload field: the state is then {MODEL: {KEY: RECORD}} "
@@ -130,6 +179,7 @@ def replay(
     category: str,
     model_name: tuple[str, ...],
     max_id: int | None,
+    at: float | None,
     key_field: str | None,
     indent: int | None,
     archive: str | None,
@@ -145,6 +195,7 @@ def replay(
         category=stream.category,
         model_names=model_name or None,
         max_event_id=max_id,
+        as_of=at,
     )
     write(json.dumps(dataclasses.asdict(result), indent=indent) + "\n")
     report_damage(reader.report)
