@@ -133,6 +133,39 @@ def test_the_package_exports_the_async_writer() -> None:
     assert "AsyncAuditTrailWriter" in trailstore.__all__
 
 
+ASYNC_USAGE = """
+from trailstore import AsyncAuditTrailWriter, AuditEvent
+from trailstore.aio import AsyncAuditTrailReader
+
+async def main() -> list[AuditEvent]:
+    async with AsyncAuditTrailWriter(root_path="memory://t", durability="batch") as writer:
+        await writer.append_event(domain="d", category="c", model_name="M", operation="create",
+                                  logical_user_id="u")
+        await writer.append_event(domain="d", category="c", model_name="M", operation="crete",
+                                  logical_user_id="u")
+    AsyncAuditTrailWriter(root_path="memory://t", durability="fsnyc")
+    reader = AsyncAuditTrailReader(root_path="memory://t")
+    recent: list[AuditEvent] = await reader.tail(3, categories="c")
+    async for line in reader.iter_lines(domains="d"):
+        line.decode()
+    return [event async for event in reader.iter_events(min_event_id=2, colour="red")] + recent
+"""
+
+
+def test_the_async_api_type_checks_as_the_synchronous_one(tmp_path: Path) -> None:
+    """Typos in operation, durability and reader filters are type errors, as in the
+    synchronous API: the reader's methods are typed from the synchronous reader's."""
+    module = tmp_path / "usage.py"
+    module.write_text(ASYNC_USAGE)
+    command = [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(module)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    errors = [line for line in result.stdout.splitlines() if ": error: " in line]
+    assert [line.split(":")[1] for line in errors] == ["9", "11", "16"], result.stdout
+    assert 'Argument "operation" to "append_event"' in errors[0]
+    assert 'Argument "durability" to "AsyncAuditTrailWriter"' in errors[1]
+    assert 'Unexpected keyword argument "colour"' in errors[2]
+
+
 @pytest.mark.parametrize("max_workers", [0, -1, 1.5, True, None])
 def test_max_workers_must_be_a_positive_int(max_workers: Any) -> None:
     with pytest.raises(ConfigurationError, match="max_workers"):

@@ -65,11 +65,12 @@ class AsyncAuditTrailWriter:
     ``WriterClosedError``. A writer belongs to the event loop that opened it; at most
     ``max_workers`` threads of its own do its storage work.
 
-    Cancelling an append does not undo it: once ``append_event``/``append_events`` has started
-    (the event is validated and queued in its first step, before it ever waits), the append
-    completes in its thread with the writer's durability, and only the result is lost to the
-    cancelled caller. ``aclose`` waits for every queued append first. A cancelled ``open``
-    leaves the writer closed (a trail opened meanwhile is closed again in its thread).
+    Cancelling an append does not undo it: ``append_event``/``append_events`` validate and
+    queue their events in their first step, before they ever wait, and from then on the append
+    completes in a worker thread with the writer's durability; a cancelled caller only loses
+    the result (a task cancelled before its first step appends nothing). ``aclose`` waits for
+    every queued append first. A cancelled ``open`` leaves the writer closed (a trail opened
+    meanwhile is closed again in its thread).
     """
 
     def __init__(
@@ -141,13 +142,13 @@ class AsyncAuditTrailWriter:
         writer.close()  # closed while it opened: nobody can use it
 
     async def aclose(self) -> None:
-        """Let every append already started finish, then close the trail, in threads. Safe to
-        call twice; a cancelled ``aclose`` still closes."""
+        """Let every append already started finish, then close the trail, in a thread of the
+        loop's default executor (it waits for the writer's own). Safe to call twice; a
+        cancelled ``aclose`` still closes."""
         await asyncio.shield(self._begin_close())
 
     def _begin_close(self) -> asyncio.Future[None]:
-        """Refuse new appends and start closing, once, in a thread that is not one of ours
-        (it waits for ours)."""
+        """Refuse new appends and start closing, once."""
         with self._lock:
             self._closed = True
         if self._closing is None:
