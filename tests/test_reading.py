@@ -3,6 +3,7 @@ one is killed), by time past a seal that no longer holds, and one record's histo
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import queue
@@ -19,8 +20,9 @@ from trailstore import AuditPayload, AuditTrailReader, AuditTrailWriter
 from trailstore.encoding import encode_body
 from trailstore.errors import ConfigurationError, ReplayError
 from trailstore.events import AuditEvent
+from trailstore.evidence import verify_trail
 from trailstore.history import ChangeKind, record_history
-from trailstore.lines import line_timestamp, render_line
+from trailstore.lines import MAX_LINE_BYTES, line_timestamp, render_line
 from trailstore.testing import sample_event
 
 
@@ -88,9 +90,12 @@ def test_follow_passes_a_gap_after_settling_and_takes_a_late_event(tmp_path: Pat
     with segment.open("ab") as out:
         out.write(render_line(2, body))  # late, from a lagging writer: yielded, not dropped
     assert next(events).event_id == 2
-    with segment.open("ab") as out:
-        out.write(render_line(3, body) + render_line(4, body))
-    assert next(events).event_id == 4  # the second 3 is a duplicate
+    other = encode_body(AuditEvent(event_id=0, timestamp=2.0, **_fields(1)))
+    with segment.open("ab") as out:  # the same line again, another under 3, then 4
+        out.write(render_line(3, body) + render_line(3, other) + render_line(4, body))
+    again = next(events)  # yielded as iter_events yields it, and counted
+    assert (again.event_id, again.timestamp) == (3, 2.0)
+    assert next(events).event_id == 4
     assert reader.report.duplicate_ids == 1
 
 
@@ -280,3 +285,128 @@ def test_timestamps_are_read_without_a_parse_only_where_that_is_exact(
     line: bytes, expected: float | None
 ) -> None:
     assert line_timestamp(line) == expected
+
+
+_OTHER_FIELDS = (
+    b'"domain":"shop","category":"orders","model_name":"Order","operation":"create",'
+    b'"logical_user_id":"u"'
+)
+
+
+@pytest.mark.parametrize(
+    "foreign",
+    [
+        b'{"event_id":ID,"timestamp":1000.0,' + _OTHER_FIELDS + b',"timestamp":5000.0}\n',
+        b'{"event_id":ID,"timestamp":1000.0,' + _OTHER_FIELDS + b',"timestamp" :5000.0}\n',
+        b'{"event_id":ID,"timestamp":1000.0,' + _OTHER_FIELDS + b',"\\u0074imestamp":5000.0}\n',
+        b'{"event_id":ID,"timestamp":"5000.0",' + _OTHER_FIELDS + b"}\n",
+        b'{"event_id":ID,\r"timestamp":5000.0,' + _OTHER_FIELDS + b"}\n",
+    ],
+    ids=["duplicate-key", "duplicate-key-spaced", "escaped-key", "string", "carriage-return"],
+)
+def test_a_foreign_line_in_a_sealed_segment_reads_as_the_reader_parses_it(
+    tmp_path: Path, foreign: bytes
+) -> None:
+    """Time filters, tail and follow skip segments by their seals and lines by a quick look:
+    a line another writer laid out otherwise must still be found where a full parse puts it."""
+    with AuditTrailWriter(root_path=tmp_path, max_file_size_bytes=1500) as writer:
+        for i in range(3):
+            writer.append_event(**sample_event(i, timestamp=1_000 + i))
+    segment = tmp_path / "shop" / "orders" / "audit-000001.jsonl"
+    with segment.open("ab") as out:
+        out.write(foreign.replace(b"ID", b"4"))
+    with AuditTrailWriter(root_path=tmp_path, max_file_size_bytes=1500) as writer:
+        for i in range(12):  # rotate, so that the first segment is sealed with the line in it
+            writer.append_event(**sample_event(i, timestamp=1_010 + i))
+    assert segment.with_name("audit-000001.seal.json").exists()
+    reader = AuditTrailReader(root_path=tmp_path)
+    assert [event.event_id for event in reader.iter_events(min_timestamp=4_000)] == [4]
+    assert [event.event_id for event in reader.tail(1, min_timestamp=4_000)] == [4]
+    followed = reader.follow(after_event_id=0, max_event_id=16, min_timestamp=4_000)
+    assert [event.event_id for event in followed] == [4]
+    assert verify_trail(str(tmp_path), full=True).problems == []
+
+
+def test_follow_reads_a_segment_to_its_end_before_moving_to_a_newer_one(tmp_path: Path) -> None:
+    """A writer may append to a segment and rotate between the follower's read and listing."""
+    writer = AuditTrailWriter(root_path=tmp_path, max_file_size_bytes=850, checkpoints=False)
+    for i in range(3):
+        writer.append_event(**sample_event(i))
+    reader = AuditTrailReader(root_path=tmp_path)
+    listing = reader.backend.list_segments
+    race = {"armed": False}
+
+    def list_segments(stream: Any) -> list[int]:
+        if race.pop("armed", False):  # the commit lands between the read and the listing
+            writer.append_events([sample_event(3), sample_event(4)])
+        return listing(stream)
+
+    reader.backend.list_segments = list_segments  # type: ignore[method-assign]
+    events = reader.follow(after_event_id=0, max_event_id=5, poll_interval=0.01)
+    caught_up = [next(events).event_id for _ in range(3)]
+    race["armed"] = True
+    assert [*caught_up, *(event.event_id for event in events)] == [1, 2, 3, 4, 5]
+    writer.close()
+    first, second = sorted((tmp_path / "shop" / "orders").glob("audit-*.jsonl"))
+    assert [len(path.read_bytes().splitlines()) for path in (first, second)] == [4, 1]
+
+
+def test_follow_reads_again_where_a_failed_commit_was_cut_back(tmp_path: Path) -> None:
+    """A commit whose sync failed is cut back and its IDs go to the next events: the events
+    written there are followed too, not dropped as duplicates of what was rolled back."""
+    with AuditTrailWriter(root_path=tmp_path) as writer:
+        writer.append_event(**sample_event(0))
+    segment = tmp_path / "shop" / "orders" / "audit-000001.jsonl"
+    committed = segment.stat().st_size
+    reader = AuditTrailReader(root_path=tmp_path)
+    events = reader.follow(poll_interval=0.01, settle=0.1)
+
+    def line(event_id: int, user: str) -> bytes:
+        fields = {**_fields(0), "logical_user_id": user}
+        return render_line(event_id, encode_body(AuditEvent(event_id=0, timestamp=1.0, **fields)))
+
+    with segment.open("ab") as out:
+        out.write(line(2, "rolled-back"))
+    assert next(events).logical_user_id == "rolled-back"
+    with segment.open("r+b") as out:
+        out.truncate(committed)
+        out.seek(committed)
+        out.write(line(2, "real") + line(3, "real"))
+    assert [(e.event_id, e.logical_user_id) for e in itertools.islice(events, 2)] == [
+        (2, "real"),
+        (3, "real"),
+    ]
+    assert reader.report.duplicate_ids == 1
+
+
+def test_tail_and_follow_take_an_oversized_line_for_damage_as_the_reader_does(
+    tmp_path: Path,
+) -> None:
+    with AuditTrailWriter(root_path=tmp_path) as writer:
+        writer.append_event(**sample_event(0))
+    segment = tmp_path / "shop" / "orders" / "audit-000001.jsonl"
+    text = b"x" * (MAX_LINE_BYTES + 10)  # a valid event, longer than any reader takes
+    oversized = line_of(2)[:-2] + b',"payload":{"after":{"text":"' + text + b'"}}}\n'
+    with segment.open("ab") as out:
+        out.write(oversized + line_of(3) + b"\x00" * (3 * MAX_LINE_BYTES))  # and torn junk
+    read = AuditTrailReader(root_path=tmp_path)
+    assert [event.event_id for event in read.iter_events()] == [1, 3]
+    tail = AuditTrailReader(root_path=tmp_path)
+    assert [event.event_id for event in tail.tail(5)] == [1, 3]
+    followed = AuditTrailReader(root_path=tmp_path)
+    events = followed.follow(after_event_id=0, max_event_id=3)
+    assert [event.event_id for event in events] == [1, 3]
+    for reader in (tail, followed):
+        assert reader.report.malformed_lines == read.report.malformed_lines == 1
+
+
+def line_of(event_id: int) -> bytes:
+    return render_line(event_id, encode_body(AuditEvent(event_id=0, timestamp=1.0, **_fields(0))))
+
+
+def test_history_shows_a_time_no_datetime_holds(tmp_path: Path) -> None:
+    with AuditTrailWriter(root_path=tmp_path) as writer:
+        writer.append_event(**sample_event(0, timestamp=1e18))
+    reader = AuditTrailReader(root_path=tmp_path)
+    entry = next(record_history(reader, domain="shop", category="orders", model_name="Order"))
+    assert entry.describe().startswith("#1  1e+18  create")

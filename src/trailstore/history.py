@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from trailstore.errors import ConfigurationError
 from trailstore.events import AuditEvent
+from trailstore.export.schema import utc_moment
 from trailstore.names import validate_name
 from trailstore.reader import AuditTrailReader
 from trailstore.replay import AuditReplayer, State
@@ -142,7 +142,9 @@ def _changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[FieldChange
 
 
 def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+    """The time in ISO 8601 UTC; the Unix seconds where a datetime cannot hold them."""
+    moment = utc_moment(timestamp)
+    return repr(timestamp) if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
 def _shown(value: Any) -> str:

@@ -11,10 +11,14 @@ from typing import BinaryIO
 #: the longest line the writer stores and the reader takes in whole; a longer one is damage
 MAX_LINE_BYTES = 16 * 1024 * 1024
 ID_PREFIX = b'{"event_id":'
-_TIMESTAMP_KEY = b'"timestamp":'
+_TIMESTAMP_NAME = b'"timestamp"'
+_TIMESTAMP_KEY = _TIMESTAMP_NAME + b":"
+#: a ``\u`` escape of a character of ``event_id`` or ``timestamp`` (a-z and ``_``), the only
+#: other way to spell the names in JSON; the writer escapes none of them
+_ESCAPED_NAME_CHARACTER = re.compile(rb"\\u00(?:5[fF]|6[1-9a-fA-F]|7[0-9aA])")
 _JSON_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 #: what an oversized line is cut down to when it is handed on (as a malformed line)
-_OVERSIZED_HEAD = 64
+OVERSIZED_HEAD = 64
 #: lines are read this much at a time: nearly every line fits in one read
 _PIECE = 1024 * 1024
 
@@ -24,13 +28,36 @@ def render_line(event_id: int, body: bytes) -> bytes:
     return b"%s%d,%s\n" % (ID_PREFIX, event_id, body[body.index(b",") + 1 :])
 
 
+def names_once(data: bytes, lines: int = 1, end: int | None = None) -> bool:
+    """Whether ``data[:end]``, ``lines`` lines each naming ``event_id`` and ``timestamp``,
+    names each only once per line and cannot spell either with escapes: then the value at a
+    line's start is the one a full parse takes (JSON lets a later duplicate key win)."""
+    stop = len(data) if end is None else end
+    return (
+        data.count(b'"event_id"', 0, stop) == lines
+        and data.count(_TIMESTAMP_NAME, 0, stop) == lines
+        and _ESCAPED_NAME_CHARACTER.search(data, 0, stop) is None
+    )
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """``data`` cut after each ``\n``, the only line end of the format (``bytes.splitlines``
+    also cuts at ``\r`` and others, which JSON allows inside a line)."""
+    lines = [line + b"\n" for line in data.split(b"\n")]
+    last = lines.pop()[:-1]
+    if last:
+        lines.append(last)
+    return lines
+
+
 def line_event_id(line: bytes) -> int | None:
-    """Read the ``event_id`` of a line written by any version, without a full parse.
+    """Read the ``event_id`` of a line written by any version, without a full parse where
+    the line's layout makes that exact.
 
     Returns ``None`` for anything else, however hostile (deep nesting, thousands of digits).
     """
     try:
-        if line.startswith(ID_PREFIX):
+        if line.startswith(ID_PREFIX) and names_once(line):
             end = line.find(b",", len(ID_PREFIX))
             digits = line[len(ID_PREFIX) : end]
             if end > 0 and digits.isdigit():
@@ -44,8 +71,8 @@ def line_event_id(line: bytes) -> int | None:
 def line_timestamp(line: bytes) -> float | None:
     """The ``timestamp`` of a line laid out as this library and the original writer write it
     (right after ``event_id``), without a full parse; ``None`` when that cannot be exact:
-    another layout, the key twice, or escapes that could spell it."""
-    if not line.startswith(ID_PREFIX) or b"\\u" in line or line.count(_TIMESTAMP_KEY) != 1:
+    another layout, a name twice, or escapes that could spell one."""
+    if not line.startswith(ID_PREFIX) or not names_once(line):
         return None
     start = line.find(b",", len(ID_PREFIX)) + 1
     if not line.startswith(_TIMESTAMP_KEY, start):
@@ -73,7 +100,7 @@ def bounded_lines(segment: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[by
         if size <= limit:
             yield b"".join(pieces)
             continue
-        head, ended = pieces[0][:_OVERSIZED_HEAD], pieces[-1].endswith(b"\n")
+        head, ended = pieces[0][:OVERSIZED_HEAD], pieces[-1].endswith(b"\n")
         del pieces
         while not ended and (piece := segment.readline(_PIECE)):
             ended = piece.endswith(b"\n")

@@ -313,8 +313,10 @@ class AuditTrailReader:
         settings: FollowSettings,
         stop: threading.Event | None,
     ) -> Iterator[_Read]:
-        if after_event_id is None:
-            after_event_id = self.backend.last_event_id()
+        if after_event_id is None:  # the counter may lag what is written (index.json)
+            newest = self.tail_lines(1)
+            written = (line_event_id(newest[0]) or 0) if newest else 0
+            after_event_id = max(self.backend.last_event_id(), written)
         elif isinstance(after_event_id, bool) or not isinstance(after_event_id, int):
             raise ConfigurationError(f"after_event_id must be an int, got {after_event_id!r}")
         wanted_domains, wanted_categories = _names(domains), _names(categories)
@@ -332,6 +334,7 @@ class AuditTrailReader:
             settings,
             stop,
             self._count_duplicate,
+            bounds.max_event_id,
         )
         return self._selected(reads, wanted_domains, wanted_categories, models, bounds)
 
@@ -343,11 +346,9 @@ class AuditTrailReader:
         models: frozenset[str] | None,
         bounds: ReadBounds,
     ) -> Iterator[_Read]:
-        """The followed reads that pass the filters, until one is past ``max_event_id``."""
+        """The followed reads that pass the filters."""
         for read in reads:
             event = read[0]
-            if bounds.max_event_id is not None and event.event_id > bounds.max_event_id:
-                return
             selected = (domains is None or event.domain in domains) and (
                 categories is None or event.category in categories
             )
@@ -546,6 +547,7 @@ class AuditTrailReader:
                 event = None
             if (
                 event is not None
+                and event.event_id >= 1
                 and line.endswith(b"\n")
                 and event.domain == domain
                 and event.category == category

@@ -16,7 +16,7 @@ from trailstore.backend import Backend, StreamKey
 from trailstore.bounds import ReadBounds
 from trailstore.events import AuditEvent
 from trailstore.evidence.records import Seal
-from trailstore.lines import line_event_id
+from trailstore.lines import MAX_LINE_BYTES, OVERSIZED_HEAD, line_event_id
 from trailstore.seal_index import SealIndex
 
 #: an event and its line as stored
@@ -27,26 +27,48 @@ BLOCK_BYTES = 256 * 1024
 
 def lines_backwards(backend: Backend, stream: StreamKey, number: int) -> Iterator[bytes]:
     """The lines of a segment, last first, each as stored (a torn last line without its
-    ``\\n``), in memory bounded by the longest line."""
+    ``\n``), in memory bounded by ``MAX_LINE_BYTES``: a longer line is handed on as its first
+    bytes, as the forward reader does, which no reader takes for an event."""
     end = backend.segment_size(stream, number)
-    head = b""  # the start of the segment's bytes read so far: may end inside a line
+    rest = _LineEnd()  # the end of the line whose start is not read yet
     while end > 0:
         start = max(0, end - BLOCK_BYTES)
-        block = backend.read_range(stream, number, start, end) + head
+        pieces = backend.read_range(stream, number, start, end).split(b"\n")
         end = start
-        if start > 0:
-            cut = block.find(b"\n") + 1
-            if cut == 0:  # a line longer than a block: keep reading back
-                head = block
-                continue
-            head, block = block[:cut], block[cut:]
-        else:
-            head = b""
-        pieces = block.split(b"\n")
-        if pieces[-1]:
-            yield pieces[-1]  # the last line of the segment, torn
-        for piece in reversed(pieces[:-1]):
+        if len(pieces) == 1:
+            rest.prepend(pieces[0])
+            continue
+        line = rest.line(pieces[-1])
+        if line:
+            yield line
+        for piece in reversed(pieces[1:-1]):
             yield piece + b"\n"
+        rest = _LineEnd(pieces[0] + b"\n")
+    line = rest.line(b"")
+    if line:
+        yield line
+
+
+class _LineEnd:
+    """The end of a line met reading backwards, held in pieces up to ``MAX_LINE_BYTES``."""
+
+    def __init__(self, piece: bytes = b"") -> None:
+        self._pieces = [piece] if piece else []
+        self._size = len(piece)
+        self._ended = piece.endswith(b"\n")
+
+    def prepend(self, piece: bytes) -> None:
+        self._size += len(piece)
+        if self._size <= MAX_LINE_BYTES:
+            self._pieces.append(piece)
+        else:
+            self._pieces = []  # too long to be an event: only its start will be kept
+
+    def line(self, start: bytes) -> bytes:
+        """The whole line, given its first bytes."""
+        if self._size + len(start) <= MAX_LINE_BYTES:
+            return start + b"".join(reversed(self._pieces))
+        return start[:OVERSIZED_HEAD] + (b"\n" if self._ended else b"")
 
 
 def newest_reads(

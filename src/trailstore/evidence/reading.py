@@ -13,6 +13,7 @@ from typing import cast
 from trailstore.backend import Backend, StreamKey
 from trailstore.errors import EvidenceError
 from trailstore.evidence.scan import head_fields, pack_checksums, scan
+from trailstore.lines import split_lines
 
 #: bytes read at a time; a line longer than this is known by its first bytes only
 READ_BLOCK = 8 * 1024 * 1024
@@ -218,7 +219,7 @@ def complete_lines(
             yield head, checksum
             offset += length + newline + 1
             continue
-        for line in block[:cut].splitlines(keepends=True):
+        for line in split_lines(block[:cut]):
             yield line, zlib.crc32(line)
         offset += cut
         if len(block) < READ_BLOCK:

@@ -12,6 +12,9 @@ import zlib
 from array import array
 from dataclasses import dataclass
 
+from trailstore.encoding import decode_line
+from trailstore.lines import names_once, split_lines
+
 #: how a line starts as this library and the original writer render it: ``event_id`` first,
 #: then ``timestamp`` (JSON numbers only: a line that does not start so is parsed in full)
 _LEADING = (
@@ -63,12 +66,18 @@ def scan(block: bytes, end: int) -> Lines:
     if first is None or len(rest) + 1 != block.count(b"\n", 0, end):
         return _scan_slowly(block[:end])  # some line does not start as rendered here
     matches = [first, *rest]
-    return Lines(
+    lines = Lines(
         ids=[int(match[1]) for match in matches],
         timestamps=[float(match[2]) for match in matches],
         starts=[0, *(match.start() + 1 for match in rest)],
         size=end,
     )
+    if not names_once(block, len(matches), end):  # a line names a field twice: parse those
+        for index, start in enumerate(lines.starts):
+            line = block[start : lines.end(index)]
+            if not names_once(line):
+                lines.ids[index], lines.timestamps[index] = _fields(line)
+    return lines
 
 
 def head_fields(head: bytes) -> tuple[int | None, float | None]:
@@ -83,7 +92,7 @@ def _scan_slowly(data: bytes) -> Lines:
     timestamps: list[float | None] = []
     starts: list[int] = []
     offset = 0
-    for line in data.splitlines(keepends=True):
+    for line in split_lines(data):
         event_id, timestamp = _fields(line)
         ids.append(event_id)
         timestamps.append(timestamp)
@@ -93,22 +102,29 @@ def _scan_slowly(data: bytes) -> Lines:
 
 
 def _fields(line: bytes) -> tuple[int | None, float | None]:
-    """``(event_id, timestamp)`` of a line in any JSON layout; ``(None, None)`` for a line
-    that is not an event."""
+    """``(event_id, timestamp)`` of a line in any JSON layout (a later duplicate key wins,
+    as it does for the reader), or as the reader's parse takes them (it also takes numbers
+    spelled as strings); ``(None, None)`` for a line that is not an event."""
     try:
         document = json.loads(line)
     except (ValueError, RecursionError):
         return None, None
-    if not isinstance(document, dict):
+    if isinstance(document, dict):
+        event_id, timestamp = document.get("event_id"), document.get("timestamp")
+        if (
+            isinstance(event_id, int)
+            and not isinstance(event_id, bool)
+            and event_id >= 1
+            and isinstance(timestamp, int | float)
+            and not isinstance(timestamp, bool)
+            and math.isfinite(timestamp)
+        ):
+            return event_id, float(timestamp)
+    try:
+        event = decode_line(line)
+    except ValueError:
         return None, None
-    event_id, timestamp = document.get("event_id"), document.get("timestamp")
-    if not isinstance(event_id, int) or isinstance(event_id, bool) or event_id < 1:
-        return None, None
-    if not isinstance(timestamp, int | float) or isinstance(timestamp, bool):
-        return None, None
-    if not math.isfinite(timestamp):
-        return None, None
-    return event_id, float(timestamp)
+    return (event.event_id, event.timestamp) if event.event_id >= 1 else (None, None)
 
 
 def pack_checksums(sums: list[int]) -> bytes:

@@ -124,12 +124,15 @@ class ReadingConformance:
         followed: list[AuditEvent] = []
         invoices: list[int] = []
 
+        # both start now, after the last ID handed out; they are read in threads
+        every_event = reader.follow(poll_interval=0.02, stop=stop)
+        invoice_events = reader.follow(categories="invoices", poll_interval=0.02, stop=stop)
+
         def follow_all() -> None:
-            followed.extend(reader.follow(poll_interval=0.02, stop=stop))
+            followed.extend(every_event)
 
         def follow_invoices() -> None:
-            events = reader.follow(categories="invoices", poll_interval=0.02, stop=stop)
-            invoices.extend(event.event_id for event in events)
+            invoices.extend(event.event_id for event in invoice_events)
 
         followers = [threading.Thread(target=follow_all), threading.Thread(target=follow_invoices)]
         for thread in followers:
