@@ -227,3 +227,18 @@ def json_fields(line: bytes) -> tuple[int | None, float | None]:
     except ValueError:
         return None, None
     return document["event_id"], float(document["timestamp"])
+
+
+def test_a_byte_changed_in_a_field_name_is_placed_at_its_event(tmp_path: Path) -> None:
+    """A line whose ``timestamp`` name lost a quote is no longer an event, but it still stands
+    where event 2 stood: verify names that event as changed, not as missing plus junk."""
+    root = tmp_path / "trail"
+    write(root, 4)
+    segment = root / "shop" / "orders" / "audit-000001.jsonl"
+    lines = segment.read_bytes().splitlines(keepends=True)
+    lines[1] = lines[1].replace(b'"timestamp"', b'"timestampx', 1)  # and not JSON
+    segment.write_bytes(b"".join(lines))
+
+    report = verify_trail(root, full=True)
+
+    assert [(p.kind, p.event_ids) for p in report.problems] == [(Finding.CHANGED, ((2, 2),))]

@@ -22,7 +22,13 @@ from trailstore.errors import ConfigurationError, ReplayError
 from trailstore.events import AuditEvent
 from trailstore.evidence import verify_trail
 from trailstore.history import ChangeKind, record_history
-from trailstore.lines import MAX_LINE_BYTES, line_timestamp, render_line
+from trailstore.lines import (
+    MAX_LINE_BYTES,
+    line_event_id,
+    line_timestamp,
+    quick_event_id,
+    render_line,
+)
 from trailstore.testing import sample_event
 
 
@@ -410,3 +416,12 @@ def test_history_shows_a_time_no_datetime_holds(tmp_path: Path) -> None:
     reader = AuditTrailReader(root_path=tmp_path)
     entry = next(record_history(reader, domain="shop", category="orders", model_name="Order"))
     assert entry.describe().startswith("#1  1e+18  create")
+
+
+def test_a_line_is_located_by_the_id_it_starts_with_but_skipped_only_by_the_one_it_parses_to() -> (
+    None
+):
+    twice = b'{"event_id":1,"timestamp":1,"domain":"d","event_id":5}\n'
+    assert line_event_id(twice) == 1  # where it stands: what verify and recovery go by
+    assert quick_event_id(twice) is None  # a reader must parse it (it is event 5)
+    assert quick_event_id(b'{"event_id":7,"timestamp":1,"domain":"d"}\n') == 7

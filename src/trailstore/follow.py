@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from trailstore.backend import Backend, StreamKey
 from trailstore.events import AuditEvent
-from trailstore.lines import MAX_LINE_BYTES, OVERSIZED_HEAD, line_event_id, split_lines
+from trailstore.lines import MAX_LINE_BYTES, OVERSIZED_HEAD, quick_event_id, split_lines
 
 log = logging.getLogger("trailstore")
 #: an event and its line as stored
@@ -167,7 +167,7 @@ class StreamCursor:
 
 def _at_or_below(line: bytes, event_id: int) -> bool:
     """Whether a line's ID, read without a full parse, is at most ``event_id``."""
-    line_id = line_event_id(line)
+    line_id = quick_event_id(line)
     return line_id is not None and line_id <= event_id
 
 

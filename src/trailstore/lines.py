@@ -51,13 +51,13 @@ def split_lines(data: bytes) -> list[bytes]:
 
 
 def line_event_id(line: bytes) -> int | None:
-    """Read the ``event_id`` of a line written by any version, without a full parse where
-    the line's layout makes that exact.
+    """Read the ``event_id`` a line was written under by any version, without a full parse:
+    where it stands (locating a line, recovering the counter), even in a damaged line.
 
     Returns ``None`` for anything else, however hostile (deep nesting, thousands of digits).
     """
     try:
-        if line.startswith(ID_PREFIX) and names_once(line):
+        if line.startswith(ID_PREFIX):
             end = line.find(b",", len(ID_PREFIX))
             digits = line[len(ID_PREFIX) : end]
             if end > 0 and digits.isdigit():
@@ -66,6 +66,13 @@ def line_event_id(line: bytes) -> int | None:
     except (ValueError, AttributeError, RecursionError):
         return None
     return value if isinstance(value, int) else None
+
+
+def quick_event_id(line: bytes) -> int | None:
+    """The ``event_id`` a full parse of a line would give, read from its start without one;
+    ``None`` when only a full parse can tell (another layout, a name twice or escaped): what
+    a reader may skip a line by."""
+    return line_event_id(line) if line.startswith(ID_PREFIX) and names_once(line) else None
 
 
 def line_timestamp(line: bytes) -> float | None:

@@ -21,7 +21,7 @@ from trailstore.evidence.records import DamagedEvidenceError, Seal, pruned_path,
 from trailstore.follow import DEFAULT_SETTLE_SECONDS, FollowSettings, StreamCursor, follow_reads
 from trailstore.lifecycle.archive import Archive
 from trailstore.lifecycle.tiered import TieredBackend
-from trailstore.lines import line_event_id
+from trailstore.lines import quick_event_id
 from trailstore.registry import open_backend
 from trailstore.seal_index import SealIndex
 from trailstore.tail import lines_backwards, newest_reads
@@ -95,7 +95,7 @@ class _IdWindow:
 
     def within(self, lines: Iterator[bytes]) -> Iterator[bytes]:
         for line in lines:
-            event_id = line_event_id(line)
+            event_id = quick_event_id(line)
             if event_id is not None:
                 if event_id < self.low:
                     continue
@@ -314,8 +314,8 @@ class AuditTrailReader:
         stop: threading.Event | None,
     ) -> Iterator[_Read]:
         if after_event_id is None:  # the counter may lag what is written (index.json)
-            newest = self.tail_lines(1)
-            written = (line_event_id(newest[0]) or 0) if newest else 0
+            newest = self.tail(1)
+            written = newest[0].event_id if newest else 0
             after_event_id = max(self.backend.last_event_id(), written)
         elif isinstance(after_event_id, bool) or not isinstance(after_event_id, int):
             raise ConfigurationError(f"after_event_id must be an int, got {after_event_id!r}")
@@ -582,7 +582,7 @@ class AuditTrailReader:
     def _first_event_id(self, stream: StreamKey, number: int) -> int | None:
         lines = self.backend.read_segment(stream, number)
         try:
-            return line_event_id(next(iter(lines), b""))
+            return quick_event_id(next(iter(lines), b""))
         except OSError:
             return None
         finally:

@@ -16,7 +16,7 @@ from trailstore.backend import Backend, StreamKey
 from trailstore.bounds import ReadBounds
 from trailstore.events import AuditEvent
 from trailstore.evidence.records import Seal
-from trailstore.lines import MAX_LINE_BYTES, OVERSIZED_HEAD, line_event_id
+from trailstore.lines import MAX_LINE_BYTES, OVERSIZED_HEAD, quick_event_id
 from trailstore.seal_index import SealIndex
 
 #: an event and its line as stored
@@ -119,7 +119,7 @@ def _read_back(
     cannot hold anything newer than what is kept (or than ``min_event_id``)."""
     below = 0
     for line in lines_of(stream, number):
-        event_id = line_event_id(line)
+        event_id = quick_event_id(line)
         if event_id is not None:
             if event_id < max(floor(), bounds.min_event_id or 0):
                 below += 1

@@ -114,7 +114,7 @@ def demo(
     prefix = " ".join([_program(), "--root", shlex.quote(root), *flags])
     write(
         f"try: {prefix} stats\n"
-        f"     {prefix} query --domain shop --category orders --limit 3\n"
+        f"     {prefix} query --domain shop --category orders --last 3\n"
         f"     {prefix} replay --domain hr --category employees --key-field id --indent 2\n"
         f"     {prefix} verify\n"
     )

@@ -30,8 +30,9 @@ from trailstore.cli.output import (
     write_lines,
     write_table,
 )
+from trailstore.encoding import decode_line
 from trailstore.errors import AuditTrailError
-from trailstore.lines import line_event_id
+from trailstore.lines import quick_event_id
 from trailstore.names import validate_name
 from trailstore.reader import AuditTrailReader
 from trailstore.replay import AuditReplayer
@@ -133,12 +134,18 @@ def following(
     the first of them as writers append it: none of ``printed`` is repeated, and one a writer
     was still writing when they were read is not missed. (None printed: from now on.)"""
     yield from printed
-    ids = {event_id for line in printed if (event_id := line_event_id(line)) is not None}
+    ids = {_event_id(line) for line in printed}
     after = min(ids) - 1 if ids else None
     lines = reader.follow_lines(**filters, after_event_id=after, poll_interval=poll_interval)
     for line in lines:
-        if line_event_id(line) not in ids:
+        if _event_id(line) not in ids:
             yield line
+
+
+def _event_id(line: bytes) -> int:
+    """The ID of a line the reader gave as an event."""
+    event_id = quick_event_id(line)
+    return decode_line(line).event_id if event_id is None else event_id
 
 
 @command(
