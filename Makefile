@@ -30,8 +30,11 @@ lint: $(INSTALLED)  ## ruff and mypy (strict)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
+# the tests wait on disks, processes and emulators more than on the CPU: one worker per core
+PARALLEL := -n auto --dist worksteal
+
 test: lint $(EMULATORS)  ## lint, then every test except those marked slow
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" $(PARALLEL)
 
 test-all: lint $(EMULATORS)  ## lint, then every test including the slow ones
 	$(BIN)/pytest
@@ -41,7 +44,7 @@ test-floor: $(EMULATORS)  ## the fast tests on the lowest declared version of ev
 	$(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(FLOOR_VENV)/bin/python -m pip install --quiet -c .ci/floors.txt -e '.[dev]' -e backends/s3
-	$(FLOOR_VENV)/bin/pytest -m "not slow" -p no:cacheprovider
+	$(FLOOR_VENV)/bin/pytest -m "not slow" -p no:cacheprovider $(PARALLEL)
 
 bench: $(INSTALLED)  ## the full benchmark harness (results in benchmarks/results/)
 	$(BIN)/python -m benchmarks
