@@ -9,14 +9,13 @@ import threading
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
-from typing import Any
+from typing import Any, Unpack
 
 from trailstore.backend import Backend, StreamKey
-from trailstore.bounds import ReadBounds
+from trailstore.bounds import EventFilters, ReadBounds, Selection
 from trailstore.encoding import decode_line
 from trailstore.errors import ConfigurationError, TrailNotFoundError
-from trailstore.events import AuditEvent, unix_seconds
+from trailstore.events import AuditEvent
 from trailstore.evidence.records import DamagedEvidenceError, Seal, pruned_path, seal_path
 from trailstore.follow import DEFAULT_SETTLE_SECONDS, FollowSettings, StreamCursor, follow_reads
 from trailstore.lifecycle.archive import Archive
@@ -73,14 +72,6 @@ class ReadReport:
         return not (damage or self.unreadable_streams or self.gaps or self.duplicate_ids)
 
 
-def _names(values: Collection[str] | str | None) -> frozenset[str] | None:
-    if values is None:
-        return None
-    if isinstance(values, str | Enum):
-        values = [values]
-    return frozenset(value.value if isinstance(value, Enum) else value for value in values)
-
-
 class _IdWindow:
     """Keeps the lines of a stream whose ID lies in ``[low, high]`` (and those without one).
 
@@ -107,17 +98,6 @@ class _IdWindow:
                     continue
                 self._past_high = False
             yield line
-
-
-def _seconds(name: str, moment: float | datetime | None) -> float | None:
-    """A timestamp filter as Unix seconds; a naive datetime is UTC, as the writer takes it."""
-    if moment is None or isinstance(moment, datetime):
-        return None if moment is None else unix_seconds(moment)
-    if isinstance(moment, bool) or not isinstance(moment, int | float):
-        raise ConfigurationError(
-            f"{name} must be Unix seconds or a datetime, got {type(moment).__name__}"
-        )
-    return float(moment)
 
 
 class AuditTrailReader:
@@ -172,8 +152,11 @@ class AuditTrailReader:
         a time filter, missing and duplicate IDs are added to ``report``.
         """
         scan = self._scan(
-            domains, categories, model_names, min_event_id, max_event_id,
-            _seconds("min_timestamp", min_timestamp), _seconds("max_timestamp", max_timestamp),
+            Selection.of(
+                domains=domains, categories=categories, model_names=model_names,
+                min_event_id=min_event_id, max_event_id=max_event_id,
+                min_timestamp=min_timestamp, max_timestamp=max_timestamp,
+            )
         )  # fmt: skip
         return (event for event, _ in scan)
 
@@ -191,68 +174,36 @@ class AuditTrailReader:
         """Like ``iter_events``, but yield each event's line exactly as stored (``\\n``
         ended): another writer's key order and number spelling are kept, byte for byte."""
         scan = self._scan(
-            domains, categories, model_names, min_event_id, max_event_id,
-            _seconds("min_timestamp", min_timestamp), _seconds("max_timestamp", max_timestamp),
+            Selection.of(
+                domains=domains, categories=categories, model_names=model_names,
+                min_event_id=min_event_id, max_event_id=max_event_id,
+                min_timestamp=min_timestamp, max_timestamp=max_timestamp,
+            )
         )  # fmt: skip
         return (line for _, line in scan)
 
-    def tail(
-        self,
-        count: int,
-        *,
-        domains: Collection[str] | str | None = None,
-        categories: Collection[str] | str | None = None,
-        model_names: Collection[str] | str | None = None,
-        min_event_id: int | None = None,
-        max_event_id: int | None = None,
-        min_timestamp: float | datetime | None = None,
-        max_timestamp: float | datetime | None = None,
-    ) -> list[AuditEvent]:
-        """The newest ``count`` matching events, in ascending ``event_id``: what the end of
-        ``iter_events`` with the same filters would give, read from the end of each stream
-        (only the segments holding them are read). IDs are not checked for gaps."""
-        reads = self._tail(
-            count, domains, categories, model_names, min_event_id, max_event_id,
-            _seconds("min_timestamp", min_timestamp), _seconds("max_timestamp", max_timestamp),
-        )  # fmt: skip
-        return [event for event, _ in reads]
+    def tail(self, count: int, **filters: Unpack[EventFilters]) -> list[AuditEvent]:
+        """The newest ``count`` events that ``iter_events(**filters)`` gives, in ascending
+        ``event_id``, read from the end of each stream (only the segments holding them are
+        read). IDs are not checked for gaps."""
+        return [event for event, _ in self._tail(count, Selection.of(**filters))]
 
-    def tail_lines(
-        self,
-        count: int,
-        *,
-        domains: Collection[str] | str | None = None,
-        categories: Collection[str] | str | None = None,
-        model_names: Collection[str] | str | None = None,
-        min_event_id: int | None = None,
-        max_event_id: int | None = None,
-        min_timestamp: float | datetime | None = None,
-        max_timestamp: float | datetime | None = None,
-    ) -> list[bytes]:
+    def tail_lines(self, count: int, **filters: Unpack[EventFilters]) -> list[bytes]:
         """Like ``tail``, but the events' lines exactly as stored."""
-        reads = self._tail(
-            count, domains, categories, model_names, min_event_id, max_event_id,
-            _seconds("min_timestamp", min_timestamp), _seconds("max_timestamp", max_timestamp),
-        )  # fmt: skip
-        return [line for _, line in reads]
+        return [line for _, line in self._tail(count, Selection.of(**filters))]
 
     def follow(
         self,
         *,
-        domains: Collection[str] | str | None = None,
-        categories: Collection[str] | str | None = None,
-        model_names: Collection[str] | str | None = None,
-        min_event_id: int | None = None,
-        max_event_id: int | None = None,
-        min_timestamp: float | datetime | None = None,
-        max_timestamp: float | datetime | None = None,
         after_event_id: int | None = None,
         poll_interval: float | None = None,
         settle: float = DEFAULT_SETTLE_SECONDS,
         stop: threading.Event | None = None,
+        **filters: Unpack[EventFilters],
     ) -> Iterator[AuditEvent]:
-        """Yield matching events as writers append them, until ``stop`` is set (the events
-        due by then are yielded first), ``max_event_id`` is passed, or the caller stops.
+        """Yield the events ``iter_events(**filters)`` would as writers append them, until
+        ``stop`` is set (the events due by then are yielded first), ``max_event_id`` is
+        passed, or the caller stops.
 
         Starts after ``after_event_id`` (by default the last ID handed out when called): every
         event above it comes once, across rotation and from any number of writers, in
@@ -261,38 +212,22 @@ class AuditTrailReader:
         ``poll_interval`` seconds; by default 0.1 s on a local disk and 2 s on object stores,
         where each look lists and reads objects, billed per request.
         """
-        reads = self._follow(
-            domains, categories, model_names,
-            ReadBounds(min_event_id, max_event_id,
-                       _seconds("min_timestamp", min_timestamp),
-                       _seconds("max_timestamp", max_timestamp)),
-            after_event_id, self._follow_settings(poll_interval, settle), stop,
-        )  # fmt: skip
+        settings = self._follow_settings(poll_interval, settle)
+        reads = self._follow(Selection.of(**filters), after_event_id, settings, stop)
         return (event for event, _ in reads)
 
     def follow_lines(
         self,
         *,
-        domains: Collection[str] | str | None = None,
-        categories: Collection[str] | str | None = None,
-        model_names: Collection[str] | str | None = None,
-        min_event_id: int | None = None,
-        max_event_id: int | None = None,
-        min_timestamp: float | datetime | None = None,
-        max_timestamp: float | datetime | None = None,
         after_event_id: int | None = None,
         poll_interval: float | None = None,
         settle: float = DEFAULT_SETTLE_SECONDS,
         stop: threading.Event | None = None,
+        **filters: Unpack[EventFilters],
     ) -> Iterator[bytes]:
         """Like ``follow``, but yield each event's line exactly as stored."""
-        reads = self._follow(
-            domains, categories, model_names,
-            ReadBounds(min_event_id, max_event_id,
-                       _seconds("min_timestamp", min_timestamp),
-                       _seconds("max_timestamp", max_timestamp)),
-            after_event_id, self._follow_settings(poll_interval, settle), stop,
-        )  # fmt: skip
+        settings = self._follow_settings(poll_interval, settle)
+        reads = self._follow(Selection.of(**filters), after_event_id, settings, stop)
         return (line for _, line in reads)
 
     def _follow_settings(self, poll_interval: float | None, settle: float) -> FollowSettings:
@@ -305,10 +240,7 @@ class AuditTrailReader:
 
     def _follow(
         self,
-        domains: Collection[str] | str | None,
-        categories: Collection[str] | str | None,
-        model_names: Collection[str] | str | None,
-        bounds: ReadBounds,
+        selection: Selection,
         after_event_id: int | None,
         settings: FollowSettings,
         stop: threading.Event | None,
@@ -319,12 +251,11 @@ class AuditTrailReader:
             after_event_id = max(self.backend.last_event_id(), written)
         elif isinstance(after_event_id, bool) or not isinstance(after_event_id, int):
             raise ConfigurationError(f"after_event_id must be an int, got {after_event_id!r}")
-        wanted_domains, wanted_categories = _names(domains), _names(categories)
-        models = _names(model_names)
+        bounds = selection.bounds
         first = max(after_event_id + 1, bounds.min_event_id or 1)
         cursors = {
             stream: self._cursor(stream, numbers, first)
-            for stream, numbers in self._listed(None, None).items()
+            for stream, numbers in self._listed(Selection.of()).items()
         }
         reads = follow_reads(
             self.backend,
@@ -336,24 +267,7 @@ class AuditTrailReader:
             self._count_duplicate,
             bounds.max_event_id,
         )
-        return self._selected(reads, wanted_domains, wanted_categories, models, bounds)
-
-    @staticmethod
-    def _selected(
-        reads: Iterator[_Read],
-        domains: frozenset[str] | None,
-        categories: frozenset[str] | None,
-        models: frozenset[str] | None,
-        bounds: ReadBounds,
-    ) -> Iterator[_Read]:
-        """The followed reads that pass the filters."""
-        for read in reads:
-            event = read[0]
-            selected = (domains is None or event.domain in domains) and (
-                categories is None or event.category in categories
-            )
-            if selected and bounds.admits(event, models):
-                yield read
+        return (read for read in reads if selection.picks(read[0]))
 
     def _cursor(self, stream: StreamKey, numbers: list[int], first_id: int) -> StreamCursor:
         """A cursor at the start of the segment of ``stream`` that holds ``first_id``."""
@@ -367,24 +281,13 @@ class AuditTrailReader:
     def _count_duplicate(self) -> None:
         self.report.duplicate_ids += 1
 
-    def _tail(
-        self,
-        count: int,
-        domains: Collection[str] | str | None,
-        categories: Collection[str] | str | None,
-        model_names: Collection[str] | str | None,
-        min_event_id: int | None,
-        max_event_id: int | None,
-        min_timestamp: float | None,
-        max_timestamp: float | None,
-    ) -> list[_Read]:
+    def _tail(self, count: int, selection: Selection) -> list[_Read]:
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ConfigurationError(f"count must be a whole number >= 0, got {count!r}")
         if count == 0:
             return []
-        bounds = ReadBounds(min_event_id, max_event_id, min_timestamp, max_timestamp)
-        models = _names(model_names)
-        listed = self._listed(_names(domains), _names(categories))
+        bounds, models = selection.bounds, selection.models
+        listed = self._listed(selection)
 
         def backwards(stream: StreamKey, number: int) -> Iterator[bytes]:
             try:
@@ -400,24 +303,12 @@ class AuditTrailReader:
 
         return newest_reads(listed, count, backwards, parsed, SealIndex(self.backend), bounds)
 
-    def _scan(
-        self,
-        domains: Collection[str] | str | None,
-        categories: Collection[str] | str | None,
-        model_names: Collection[str] | str | None,
-        min_event_id: int | None,
-        max_event_id: int | None,
-        min_timestamp: float | None,
-        max_timestamp: float | None,
-    ) -> Iterator[_Read]:
-        wanted_domains, wanted_categories = _names(domains), _names(categories)
-        wanted_models = _names(model_names)
-        whole_trail = wanted_domains is None and wanted_categories is None
+    def _scan(self, selection: Selection) -> Iterator[_Read]:
+        whole_trail, bounds = selection.whole_trail, selection.bounds
         # the counter before the listing: every ID up to it is written by then
         allocated = self.backend.last_event_id() if whole_trail else 0
-        listed = self._listed(wanted_domains, wanted_categories)
+        listed = self._listed(selection)
         seals = SealIndex(self.backend)
-        bounds = ReadBounds(min_event_id, max_event_id, min_timestamp, max_timestamp)
         per_stream = [
             self._stream_events(stream, numbers, bounds, seals)
             for stream, numbers in listed.items()
@@ -425,26 +316,24 @@ class AuditTrailReader:
         merged: Iterator[_Read] = heapq.merge(*per_stream, key=_event_id_of)
         # segments skipped by their time range hold IDs too: a gap check would see them missing
         if whole_trail and not bounds.by_time:
-            if max_event_id is not None:
-                allocated = min(allocated, max_event_id)
-            first = max(min_event_id or 1, self._pruned_through(listed) + 1)
+            if bounds.max_event_id is not None:
+                allocated = min(allocated, bounds.max_event_id)
+            first = max(bounds.min_event_id or 1, self._pruned_through(listed) + 1)
             merged = self._checking_sequence(merged, first, allocated)
-        if wanted_models is None and not (bounds.by_time or bounds.by_id):
+        models = selection.models
+        if models is None and not (bounds.by_time or bounds.by_id):
             yield from merged  # nothing to filter: a full scan pays for no check per event
             return
         for read in merged:
-            if bounds.admits(read[0], wanted_models):
+            if bounds.admits(read[0], models):
                 yield read
 
-    def _listed(
-        self, domains: frozenset[str] | None, categories: frozenset[str] | None
-    ) -> dict[StreamKey, list[int]]:
-        """The segment numbers of every stream the domain and category filters select."""
+    def _listed(self, selection: Selection) -> dict[StreamKey, list[int]]:
+        """The segment numbers of every stream ``selection`` reads."""
         return {
             stream: self._list_segments(stream)
             for stream in self.backend.list_streams()
-            if (domains is None or stream.domain in domains)
-            and (categories is None or stream.category in categories)
+            if selection.holds_stream(stream.domain, stream.category)
         }
 
     def _checking_sequence(

@@ -52,13 +52,13 @@ written. Damage the reader meets is counted in ``reader.report``, as when readin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from functools import partial
-from typing import Literal, TypedDict, TypeVar, Unpack
+from typing import Literal, TypeVar, Unpack
 
+from trailstore.bounds import EventFilters
 from trailstore.errors import ConfigurationError
 from trailstore.export.destination import CountingSink, Destination, check_destination, opened
 from trailstore.export.parquet import (
@@ -100,18 +100,6 @@ class ExportFormat(StrEnum):
 
 #: the format names ``export_events`` takes besides ``ExportFormat`` members
 FormatName = Literal["csv", "parquet", "jsonl"]
-
-
-class EventFilters(TypedDict, total=False):
-    """The filters of ``AuditTrailReader.iter_events``, passed on as they are."""
-
-    domains: Collection[str] | str | None
-    categories: Collection[str] | str | None
-    model_names: Collection[str] | str | None
-    min_event_id: int | None
-    max_event_id: int | None
-    min_timestamp: float | datetime | None
-    max_timestamp: float | datetime | None
 
 
 @dataclass(frozen=True)
