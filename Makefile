@@ -30,11 +30,13 @@ lint: $(INSTALLED)  ## ruff and mypy (strict)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
-# the tests wait on disks, processes and emulators more than on the CPU: one worker per core
+# the tests wait on disks, processes and emulators more than on the CPU: one worker per core;
+# those that measure lateness run alone afterwards, where no other test shares the cores
 PARALLEL := -n auto --dist worksteal
 
 test: lint $(EMULATORS)  ## lint, then every test except those marked slow
-	$(BIN)/pytest -m "not slow" $(PARALLEL)
+	$(BIN)/pytest -m "not slow and not timing" $(PARALLEL)
+	$(BIN)/pytest -m "timing and not slow"
 
 test-all: lint $(EMULATORS)  ## lint, then every test including the slow ones
 	$(BIN)/pytest
@@ -44,7 +46,8 @@ test-floor: $(EMULATORS)  ## the fast tests on the lowest declared version of ev
 	$(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(FLOOR_VENV)/bin/python -m pip install --quiet -c .ci/floors.txt -e '.[dev]' -e backends/s3
-	$(FLOOR_VENV)/bin/pytest -m "not slow" -p no:cacheprovider $(PARALLEL)
+	$(FLOOR_VENV)/bin/pytest -m "not slow and not timing" -p no:cacheprovider $(PARALLEL)
+	$(FLOOR_VENV)/bin/pytest -m "timing and not slow" -p no:cacheprovider
 
 bench: $(INSTALLED)  ## the full benchmark harness (results in benchmarks/results/)
 	$(BIN)/python -m benchmarks
