@@ -277,7 +277,11 @@ class EvidenceConformance:
         self, trail_url: str, storage_options: dict[str, Any]
     ) -> None:
         fs, root = self.raw_storage(trail_url, storage_options)
-        self.write_trail(trail_url, storage_options, 90, processes=3)
+        self.write_trail(trail_url, storage_options, 88, processes=3)
+        # two writers of one event each, whose close() checkpoints: the chain has checkpoints
+        # before its newest to attack, however few a loaded machine's checkpoint threads wrote
+        for number in (88, 89):
+            write_events(trail_url, storage_options, range(number, number + 1), {})
         written = self.verify(trail_url, storage_options, full=True)
         assert (written.status, written.uncovered_events) == (Status.INTACT, 0), (
             "once its writers closed, every event is covered (by one checkpoint or another)"
