@@ -496,8 +496,7 @@ class AuditTrailReader:
         self, stream: StreamKey, number: int, line: bytes, event: AuditEvent | None
     ) -> None:
         if not line.endswith(b"\n"):
-            self.report.torn_lines += 1
-            log.warning("skipping torn last line of %s segment %d", stream, number)
+            self._count_torn(stream, number)
         elif event is None:
             self.report.malformed_lines += 1
             log.warning("skipping malformed line in %s segment %d", stream, number)
