@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from trailstore.backend import Backend, StreamKey
 from trailstore.events import AuditEvent
-from trailstore.lines import MAX_LINE_BYTES, OVERSIZED_HEAD, quick_event_id, split_lines
+from trailstore.lines import MAX_LINE_BYTES, oversized_line, quick_event_id, split_lines
 
 log = logging.getLogger("trailstore")
 #: an event and its line as stored
@@ -109,7 +109,7 @@ class StreamCursor:
             if cut or len(block) < size:
                 return [self._advance(line) for line in split_lines(block[:cut])]
             if size > MAX_LINE_BYTES:  # no line end within the longest line: pass over it
-                self._oversized = block[:OVERSIZED_HEAD]
+                self._oversized = oversized_line(block, ended=False)
                 self.offset += len(block)
                 continue
             size = min(2 * size, MAX_LINE_BYTES + 1)
@@ -121,7 +121,7 @@ class StreamCursor:
             self.offset += len(block)
             return []
         self.offset += newline + 1
-        head, self._oversized = self._oversized + b"\n", None
+        head, self._oversized = oversized_line(self._oversized, ended=True), None
         return [head]
 
     def _advance(self, line: bytes) -> bytes:
@@ -130,7 +130,7 @@ class StreamCursor:
         self._read_lines.append((start, self.offset, zlib.crc32(line)))
         if len(line) <= MAX_LINE_BYTES:
             return line
-        return line[:OVERSIZED_HEAD] + b"\n"
+        return oversized_line(line, ended=True)
 
     def _read_after_last_line(self, end: int) -> bytes | None:
         """The bytes from the offset to ``end``, read together with the last line read, which

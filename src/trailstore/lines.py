@@ -21,7 +21,7 @@ _TIMESTAMP_KEY = _TIMESTAMP_NAME + b":"
 _ESCAPED_NAME_CHARACTER = re.compile(rb"\\u00(?:5[fF]|6[1-9a-fA-F]|7[0-9aA])")
 _JSON_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 #: what an oversized line is cut down to when it is handed on (as a malformed line)
-OVERSIZED_HEAD = 64
+_OVERSIZED_HEAD = 64
 #: lines are read this much at a time: nearly every line fits in one read
 _PIECE = 1024 * 1024
 
@@ -118,6 +118,12 @@ def line_timestamp(line: bytes) -> float | None:
     return None if number is None else float(number[0])
 
 
+def oversized_line(start: bytes, *, ended: bool) -> bytes:
+    """What a line longer than ``MAX_LINE_BYTES`` is handed on as, by every reader: its first
+    bytes, ended by ``\\n`` if it was, which no reader takes for an event."""
+    return start[:_OVERSIZED_HEAD] + (b"\n" if ended else b"")
+
+
 def bounded_lines(segment: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
     """The lines of an open segment (the last may lack its ``\\n``), holding about ``limit``
     bytes at most: a longer line is skipped to its end and handed on as its first bytes
@@ -135,8 +141,8 @@ def bounded_lines(segment: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[by
         if size <= limit:
             yield b"".join(pieces)
             continue
-        head, ended = pieces[0][:OVERSIZED_HEAD], pieces[-1].endswith(b"\n")
+        head, ended = pieces[0], pieces[-1].endswith(b"\n")
         del pieces
         while not ended and (piece := segment.readline(_PIECE)):
             ended = piece.endswith(b"\n")
-        yield head + (b"\n" if ended else b"")
+        yield oversized_line(head, ended=ended)

@@ -16,7 +16,7 @@ from trailstore.backend import Backend, StreamKey
 from trailstore.bounds import ReadBounds
 from trailstore.events import AuditEvent
 from trailstore.evidence.records import Seal
-from trailstore.lines import MAX_LINE_BYTES, OVERSIZED_HEAD, quick_event_id
+from trailstore.lines import MAX_LINE_BYTES, oversized_line, quick_event_id
 from trailstore.seal_index import SealIndex
 
 #: an event and its line as stored
@@ -68,7 +68,7 @@ class _LineEnd:
         """The whole line, given its first bytes."""
         if self._size + len(start) <= MAX_LINE_BYTES:
             return start + b"".join(reversed(self._pieces))
-        return start[:OVERSIZED_HEAD] + (b"\n" if self._ended else b"")
+        return oversized_line(start, ended=self._ended)
 
 
 def newest_reads(
