@@ -13,6 +13,9 @@ from trailstore.errors import ConfigurationError
 from trailstore.events import AuditEvent, unix_seconds
 from trailstore.lines import line_timestamp
 
+#: an event and its line as stored, as the readers pass them on
+Read = tuple[AuditEvent, bytes]
+
 
 class EventFilters(TypedDict, total=False):
     """The filters of ``AuditTrailReader.iter_events``, as keywords other calls pass on."""

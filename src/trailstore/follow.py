@@ -27,12 +27,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from trailstore.backend import Backend, StreamKey
-from trailstore.events import AuditEvent
+from trailstore.bounds import Read
 from trailstore.lines import MAX_LINE_BYTES, oversized_line, quick_event_id, split_lines
 
 log = logging.getLogger("trailstore")
-#: an event and its line as stored
-Read = tuple[AuditEvent, bytes]
 #: how much of a segment is read at a time (a line longer than that is read whole, up to
 #: ``MAX_LINE_BYTES``); catching up holds one block per stream
 _BLOCK_BYTES = 64 * 1024

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Unpack
 
 from trailstore.backend import Backend, StreamKey
-from trailstore.bounds import EventFilters, ReadBounds, Selection
+from trailstore.bounds import EventFilters, Read, ReadBounds, Selection
 from trailstore.encoding import decode_line
 from trailstore.errors import ConfigurationError, TrailNotFoundError
 from trailstore.events import AuditEvent
@@ -26,11 +26,9 @@ from trailstore.seal_index import SealIndex
 from trailstore.tail import lines_backwards, newest_reads
 
 log = logging.getLogger("trailstore")
-#: an event and its line as stored
-_Read = tuple[AuditEvent, bytes]
 
 
-def _event_id_of(read: _Read) -> int:
+def _event_id_of(read: Read) -> int:
     return read[0].event_id
 
 
@@ -244,7 +242,7 @@ class AuditTrailReader:
         after_event_id: int | None,
         settings: FollowSettings,
         stop: threading.Event | None,
-    ) -> Iterator[_Read]:
+    ) -> Iterator[Read]:
         if after_event_id is None:  # the counter may lag what is written (index.json)
             newest = self.tail(1)
             written = newest[0].event_id if newest else 0
@@ -281,7 +279,7 @@ class AuditTrailReader:
     def _count_duplicate(self) -> None:
         self.report.duplicate_ids += 1
 
-    def _tail(self, count: int, selection: Selection) -> list[_Read]:
+    def _tail(self, count: int, selection: Selection) -> list[Read]:
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ConfigurationError(f"count must be a whole number >= 0, got {count!r}")
         if count == 0:
@@ -295,7 +293,7 @@ class AuditTrailReader:
             except OSError as exc:
                 self._report_missing(stream, number, exc)
 
-        def parsed(stream: StreamKey, number: int, line: bytes) -> _Read | None:
+        def parsed(stream: StreamKey, number: int, line: bytes) -> Read | None:
             if not bounds.may_hold(line):
                 return None
             read = next(self._events(stream, number, iter((line,))), None)
@@ -303,7 +301,7 @@ class AuditTrailReader:
 
         return newest_reads(listed, count, backwards, parsed, SealIndex(self.backend), bounds)
 
-    def _scan(self, selection: Selection) -> Iterator[_Read]:
+    def _scan(self, selection: Selection) -> Iterator[Read]:
         whole_trail, bounds = selection.whole_trail, selection.bounds
         # the counter before the listing: every ID up to it is written by then
         allocated = self.backend.last_event_id() if whole_trail else 0
@@ -313,7 +311,7 @@ class AuditTrailReader:
             self._stream_events(stream, numbers, bounds, seals)
             for stream, numbers in listed.items()
         ]
-        merged: Iterator[_Read] = heapq.merge(*per_stream, key=_event_id_of)
+        merged: Iterator[Read] = heapq.merge(*per_stream, key=_event_id_of)
         # segments skipped by their time range hold IDs too: a gap check would see them missing
         if whole_trail and not bounds.by_time:
             if bounds.max_event_id is not None:
@@ -337,8 +335,8 @@ class AuditTrailReader:
         }
 
     def _checking_sequence(
-        self, reads: Iterator[_Read], expected: int, allocated: int
-    ) -> Iterator[_Read]:
+        self, reads: Iterator[Read], expected: int, allocated: int
+    ) -> Iterator[Read]:
         """Pass ``reads`` through, recording gaps and duplicates in the ID sequence.
 
         ``allocated`` is the counter when the scan began: every ID up to it was written by
@@ -412,7 +410,7 @@ class AuditTrailReader:
 
     def _stream_events(
         self, stream: StreamKey, numbers: list[int], bounds: ReadBounds, seals: SealIndex
-    ) -> Iterator[_Read]:
+    ) -> Iterator[Read]:
         min_event_id, max_event_id = bounds.min_event_id, bounds.max_event_id
         if min_event_id is not None:
             numbers = numbers[self._first_segment_holding(stream, numbers, min_event_id) :]
@@ -429,7 +427,7 @@ class AuditTrailReader:
             if window.passed:
                 return
 
-    def _events(self, stream: StreamKey, number: int, lines: Iterator[bytes]) -> Iterator[_Read]:
+    def _events(self, stream: StreamKey, number: int, lines: Iterator[bytes]) -> Iterator[Read]:
         """Parse ``lines``; the damaged ones are counted and logged, never fatal."""
         domain, category = stream
         for line in lines:

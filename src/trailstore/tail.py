@@ -13,14 +13,11 @@ import itertools
 from collections.abc import Callable, Iterator
 
 from trailstore.backend import Backend, StreamKey
-from trailstore.bounds import ReadBounds
-from trailstore.events import AuditEvent
+from trailstore.bounds import Read, ReadBounds
 from trailstore.evidence.records import Seal
 from trailstore.lines import MAX_LINE_BYTES, oversized_line, quick_event_id
 from trailstore.seal_index import SealIndex
 
-#: an event and its line as stored
-Read = tuple[AuditEvent, bytes]
 #: how much of a segment is read at a time, from its end
 BLOCK_BYTES = 256 * 1024
 
